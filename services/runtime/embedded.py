@@ -133,6 +133,14 @@ def _run_as() -> str | None:
     return name
 
 
+def _identity(user: str | None) -> dict:
+    """Popen arguments to run as ``user`` with its own group and no inherited root groups."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 @dataclass
 class EmbeddedPostgres:
     data_dir: Path
@@ -172,7 +180,7 @@ class EmbeddedPostgres:
             subprocess.run(
                 [str(bindir / "initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
                  "--encoding=UTF8", "--no-instructions"],
-                check=True, capture_output=True, user=user,
+                check=True, capture_output=True, **_identity(user),
             )
         self.port = self.port or free_port(self.host)
         args = [str(bindir / "postgres"), "-D", str(self.pgdata), "-h", self.host, "-p", str(self.port),
@@ -180,7 +188,8 @@ class EmbeddedPostgres:
         if self.fast_unsafe:
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         log = open(self.data_dir / "postgres.log", "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, user=user, start_new_session=True)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     **_identity(user))
         wait_for_port(self.host, self.port, timeout_s, self.proc, "postgres")
         self._wait_accepting(timeout_s)
         return self
