@@ -5,7 +5,7 @@
     inventiv api|orchestrator|projector|finops
                                      run one service against the servers in NATS_URL / DATABASE_URL
     inventiv nats apply              create or update streams and consumers from nats/*.json
-    inventiv db migrate              apply SQL migrations
+    inventiv db migrate [--no-seed]  apply SQL migrations and seed the catalog
     inventiv projector rebuild       replay EVENTS into fresh tables and swap them in
 """
 
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="Postgres schema")
     db_sub = db.add_subparsers(dest="action", required=True)
     mig = db_sub.add_parser("migrate", help="apply SQL migrations")
+    mig.add_argument("--no-seed", action="store_true", help="do not seed the catalog")
     mig.set_defaults(func=_call("services.stack.admin", "run_db_migrate"))
     return parser
 
