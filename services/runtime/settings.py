@@ -24,13 +24,37 @@ def data_dir_from_env() -> Path:
     return Path(os.environ.get("INVENTIV_DATA_DIR", "./.inventiv")).resolve()
 
 
+STACK_ENV_FILE = "stack.env"
+
+
+def stack_env(data_dir: Path | None = None) -> dict[str, str]:
+    """Server addresses a running `inventiv up` recorded under its data dir, if any."""
+    path = (data_dir or data_dir_from_env()) / STACK_ENV_FILE
+    if not path.exists():
+        return {}
+    pairs = (line.partition("=") for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def write_stack_env(data_dir: Path, values: dict[str, str]) -> Path:
+    path = data_dir / STACK_ENV_FILE
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    path.chmod(0o600)
+    return path
+
+
+def server_url(name: str) -> str | None:
+    """``NATS_URL`` / ``DATABASE_URL`` from the environment, else from a running `inventiv up`."""
+    return os.environ.get(name) or stack_env().get(name)
+
+
 def runtime_settings_from_env() -> RuntimeSettings:
-    missing = [name for name in ("NATS_URL", "DATABASE_URL") if not os.environ.get(name)]
+    missing = [name for name in ("NATS_URL", "DATABASE_URL") if not server_url(name)]
     if missing:
         raise SystemExit(f"inventiv: set {' and '.join(missing)} (or run `inventiv up` to start an embedded stack)")
     return RuntimeSettings(
-        nats_url=os.environ["NATS_URL"],
-        database_url=os.environ["DATABASE_URL"],
+        nats_url=server_url("NATS_URL"),
+        database_url=server_url("DATABASE_URL"),
         data_dir=data_dir_from_env(),
         log_format=os.environ.get("INVENTIV_LOG_FORMAT", "console"),
         log_level=os.environ.get("INVENTIV_LOG_LEVEL", "info"),

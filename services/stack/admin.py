@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
 from services.db.migrate import migrate
 from services.db.seed import seed_catalog
 from services.runtime import natsio, pg
+from services.runtime.settings import server_url
 
 
 def _require(name: str) -> str:
-    value = os.environ.get(name)
+    value = server_url(name)
     if not value:
         print(f"inventiv: set {name}", file=sys.stderr)
         raise SystemExit(2)

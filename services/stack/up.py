@@ -21,7 +21,7 @@ import structlog
 
 from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from services.runtime.logging import configure_logging
-from services.runtime.settings import data_dir_from_env, env_int
+from services.runtime.settings import data_dir_from_env, env_int, write_stack_env
 
 from .admin import apply_nats, migrate_and_seed
 from .children import Child, service_child
@@ -115,6 +115,8 @@ def run_up(args) -> int:
         log.info("db.ready", migrations_applied=applied, catalog=counts)
         generated = asyncio.run(_ensure_admin(nats_url))
 
+        # Operator commands (`inventiv projector rebuild`, …) find the servers through this file.
+        write_stack_env(data_dir, {"NATS_URL": nats_url, "DATABASE_URL": database_url})
         env = dict(os.environ, NATS_URL=nats_url, DATABASE_URL=database_url, INVENTIV_DATA_DIR=str(data_dir))
         children = [service_child(name, env) for name in SERVICES]
         for child in children:
@@ -154,8 +156,7 @@ def _print_banner(api_url, nats_url, database_url, nats_server, generated_passwo
 
 def _shutdown(children: list[Child], data_dir: Path, pg_server, nats_server) -> None:
     log.info("stack.stopping")
-    # The API stops first so no new work arrives; the projector last so it records what others did.
-    for child in reversed(children):
+    for child in children:
         child.terminate()
     deadline = time.monotonic() + 20
     for child in children:
@@ -167,6 +168,7 @@ def _shutdown(children: list[Child], data_dir: Path, pg_server, nats_server) -> 
         log.info("mock_provider.stopped", servers=stopped)
     except Exception as exc:  # noqa: BLE001 - shutdown must go on whatever happens here
         log.warning("mock_provider.stop_failed", error=str(exc))
+    (data_dir / "stack.env").unlink(missing_ok=True)
     if pg_server:
         pg_server.stop()
     if nats_server:
