@@ -1,0 +1,1 @@
+"""Engines the agent can launch. ``fake_server`` is the CPU stand-in for vLLM."""
