@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -46,10 +48,14 @@ async def nats_client(nats_server):
 
 
 @pytest.fixture(scope="session")
-def pg_cluster(tmp_path_factory):
-    cluster = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), fast_unsafe=True).start()
+def pg_cluster():
+    # Outside pytest's temp root: Postgres runs as another user when we are root, and a second
+    # pytest session resets that root to mode 0700, which would lock the server out of its data.
+    data_dir = Path(tempfile.mkdtemp(prefix="inventiv-test-pg-"))
+    cluster = EmbeddedPostgres(data_dir, fast_unsafe=True).start()
     yield cluster
     cluster.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest_asyncio.fixture(scope="session")
