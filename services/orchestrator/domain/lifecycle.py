@@ -69,8 +69,10 @@ class IllegalTransition(ValueError):
     pass
 
 
-def next_status(current: str | None, tag: str, failure_status: str | None = None) -> str:
+def next_status(current: str | None, tag: str, failure_status: str | None = None) -> str | None:
     """Status after an event with ``tag`` happens in ``current`` (None = no instance yet).
+
+    Only ``command.rejected`` may leave None as None (a command about an instance that never existed).
 
     Raises IllegalTransition when the table forbids it.
     """
@@ -86,8 +88,6 @@ def next_status(current: str | None, tag: str, failure_status: str | None = None
     if here not in allowed:
         raise IllegalTransition(f"{tag} not allowed in {here}")
     if target == SAME:
-        if current is None:
-            raise IllegalTransition(f"{tag} needs an existing instance")
         return current
     return target
 

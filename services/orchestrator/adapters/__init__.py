@@ -1,0 +1,1 @@
+"""Adapters: the orchestrator's ports implemented over NATS, HTTP and providers (mock, later Scaleway)."""

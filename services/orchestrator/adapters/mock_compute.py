@@ -1,0 +1,365 @@
+"""The mock provider: each "server" is one real agent process on loopback, running the fake engine.
+
+``create_server`` starts ``python -m agent.main --engine fake`` in its own session (process
+group) with the instance's identity in its environment and two free loopback ports; the
+server's ``upstream_url`` is the engine port, its ``agent_url`` the agent port. So the whole
+path (heartbeats over NATS, readiness, proxying) runs for real without GPUs or Docker.
+
+A JSON ledger under ``state_dir`` (``servers.json``) records every server with its tags, so an
+orchestrator restarted after a crash finds, by tag, the servers created before it (the
+handlers look up by tag before every create). The processes are "servers": they outlive the
+orchestrator. ``stop_all_servers(state_dir)`` stops every one of them (``inventiv up`` calls it
+at shutdown); ``delete_server`` stops one (SIGTERM to its process group, SIGKILL after a grace).
+
+Faults for tests: ``failure_rate`` makes that fraction of calls raise ``Transient`` before doing
+anything; ``ambiguous_create_rate`` makes that fraction of creates succeed and *then* raise
+``Transient`` (the outcome-unknown case that must never lead to a second server).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import structlog
+
+from contracts.catalog import Placement
+from services.runtime.embedded import free_port
+
+from ..domain.effects import ServerInfo
+from ..ports import NotFound, Permanent, Transient
+
+log = structlog.get_logger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+LEDGER_FILE = "servers.json"
+LOCK_FILE = "ledger.lock"
+MARKER_ENV = "INVENTIV_MOCK_SERVER_ID"
+HOST = "127.0.0.1"
+
+
+def default_agent_command() -> list[str]:
+    return [sys.executable, "-m", "agent.main", "--engine", "fake"]
+
+
+class MockCompute:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        nats_url: str,
+        heartbeat_interval_s: float = 4.0,
+        failure_rate: float = 0.0,
+        ambiguous_create_rate: float = 0.0,
+        seed: int | None = None,
+        agent_command: Sequence[str] | None = None,
+        extra_env: dict[str, str] | None = None,
+        stop_grace_s: float = 5.0,
+    ):
+        if not (0.0 <= failure_rate <= 1.0 and 0.0 <= ambiguous_create_rate <= 1.0):
+            raise ValueError("failure rates must be between 0 and 1")
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "logs").mkdir(exist_ok=True)
+        self.nats_url = nats_url
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.failure_rate = failure_rate
+        self.ambiguous_create_rate = ambiguous_create_rate
+        self.agent_command = list(agent_command or default_agent_command())
+        self.extra_env = dict(extra_env or {})
+        self.stop_grace_s = stop_grace_s
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self._children: dict[int, subprocess.Popen] = {}
+
+    # --- faults ---------------------------------------------------------------------------
+
+    def _maybe_fail(self, operation: str) -> None:
+        if self.failure_rate and self._random.random() < self.failure_rate:
+            raise Transient(f"injected transient failure in {operation}")
+
+    # --- the Compute port -----------------------------------------------------------------
+
+    def find_servers_by_tag(self, instance_id: str, zone: str) -> list[ServerInfo]:
+        self._maybe_fail("find_servers_by_tag")
+        with _ledger(self.state_dir, self._lock) as servers:
+            live = [s for s in servers.values() if s["instance_id"] == instance_id and not s.get("deleted_at")]
+        live.sort(key=lambda s: s["created_at"])
+        return [self._info(s) for s in live]
+
+    def create_server(
+        self, instance_id: str, org_id: str, placement: Placement, user_data: str | None, tags: Sequence[str]
+    ) -> ServerInfo:
+        self._maybe_fail("create_server")
+        if not placement.model_name:
+            raise Permanent("placement has no model_name")
+        server_id = f"mock-{uuid.uuid4()}"
+        engine_port, agent_port = _two_free_ports()
+        log_path = self.state_dir / "logs" / f"{server_id}.log"
+        env = self._agent_env(server_id, instance_id, org_id, placement.model_name, engine_port, agent_port)
+        with _ledger(self.state_dir, self._lock) as servers:
+            with open(log_path, "ab") as log_file:
+                proc = subprocess.Popen(
+                    self.agent_command,
+                    env=env,
+                    cwd=str(REPO_ROOT),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: deleted as a whole, spared by Ctrl-C
+                )
+            self._children[proc.pid] = proc
+            servers[server_id] = {
+                "server_id": server_id,
+                "instance_id": instance_id,
+                "org_id": org_id,
+                "zone": placement.zone_code,
+                "instance_type": placement.instance_type_code,
+                "model": placement.model_name,
+                "tags": list(tags),
+                "pid": proc.pid,
+                "pid_start": _start_ticks(proc.pid),
+                "engine_port": engine_port,
+                "agent_port": agent_port,
+                "log": str(log_path),
+                "created_at": _now(),
+                "deleted_at": None,
+            }
+            entry = servers[server_id]
+        log.info("mock.server_created", server_id=server_id, instance_id=instance_id, pid=proc.pid,
+                 engine_port=engine_port, agent_port=agent_port)
+        if self.ambiguous_create_rate and self._random.random() < self.ambiguous_create_rate:
+            raise Transient("injected: create outcome unknown (the server exists)")
+        return self._info(entry)
+
+    def get_server(self, server_id: str, zone: str) -> ServerInfo:
+        self._maybe_fail("get_server")
+        with _ledger(self.state_dir, self._lock) as servers:
+            entry = servers.get(server_id)
+        if entry is None or entry.get("deleted_at"):
+            raise NotFound(f"server {server_id} not found")
+        return self._info(entry)
+
+    def delete_server(self, server_id: str, zone: str) -> None:
+        self._maybe_fail("delete_server")
+        with _ledger(self.state_dir, self._lock) as servers:
+            entry = servers.get(server_id)
+        if entry is None or entry.get("deleted_at"):
+            raise NotFound(f"server {server_id} not found")
+        # Stop first, record after (outside the ledger lock: the grace may take seconds). A crash in
+        # between leaves a recorded server whose processes are gone: deleting it again is harmless.
+        _stop_process(entry, self.stop_grace_s, self._children.pop(entry["pid"], None))
+        with _ledger(self.state_dir, self._lock) as servers:
+            servers[server_id]["deleted_at"] = _now()
+        log.info("mock.server_deleted", server_id=server_id, instance_id=entry["instance_id"])
+
+    def list_servers(self, zone: str) -> list[ServerInfo]:
+        self._maybe_fail("list_servers")
+        with _ledger(self.state_dir, self._lock) as servers:
+            entries = [s for s in servers.values() if not s.get("deleted_at") and (not zone or s["zone"] == zone)]
+        return [self._info(s) for s in entries]
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _agent_env(self, server_id: str, instance_id: str, org_id: str, model: str, engine_port: int,
+                   agent_port: int) -> dict[str, str]:
+        # The agent gets its own identity only: no database URL, no orchestrator settings.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("INVENTIV_") and k not in ("DATABASE_URL", "NATS_URL")}
+        if os.environ.get("INVENTIV_LOG_FORMAT"):
+            env["INVENTIV_LOG_FORMAT"] = os.environ["INVENTIV_LOG_FORMAT"]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        env.update(
+            INVENTIV_INSTANCE_ID=instance_id,
+            INVENTIV_ORG_ID=org_id,
+            NATS_URL=self.nats_url,
+            INVENTIV_MODEL=model,
+            INVENTIV_ENGINE="fake",
+            INVENTIV_ENGINE_PORT=str(engine_port),
+            INVENTIV_AGENT_PORT=str(agent_port),
+            INVENTIV_HEARTBEAT_INTERVAL_S=str(self.heartbeat_interval_s),
+        )
+        env.update(self.extra_env)
+        env[MARKER_ENV] = server_id
+        return env
+
+    def _info(self, entry: dict[str, Any]) -> ServerInfo:
+        return ServerInfo(
+            server_id=entry["server_id"],
+            state="running" if _alive(entry) else "stopped",
+            zone=entry["zone"],
+            ip_address=HOST,
+            upstream_url=f"http://{HOST}:{entry['engine_port']}",
+            agent_url=f"http://{HOST}:{entry['agent_port']}",
+            tags=tuple(entry.get("tags", ())),
+        )
+
+    def process_alive(self, server_id: str) -> bool:
+        """For tests: is any process of this server still running?"""
+        with _ledger(self.state_dir, self._lock) as servers:
+            entry = servers.get(server_id)
+        return bool(entry) and _alive(entry)
+
+    def live_servers(self) -> list[dict[str, Any]]:
+        with _ledger(self.state_dir, self._lock) as servers:
+            return [dict(s) for s in servers.values() if not s.get("deleted_at")]
+
+
+def stop_all_servers(state_dir: Path, grace_s: float = 5.0) -> int:
+    """Stop every mock server recorded under ``state_dir`` and mark it deleted. Returns how many.
+
+    For ``inventiv up`` at shutdown: the orchestrator itself never stops them on exit (servers
+    outlive orchestrator restarts). The event log still says those instances exist; the
+    reconciler sees the provider report them gone on the next start.
+    """
+    state_dir = Path(state_dir)
+    if not (state_dir / LEDGER_FILE).exists():
+        return 0
+    lock = threading.Lock()
+    with _ledger(state_dir, lock) as servers:
+        live = [dict(entry) for entry in servers.values() if not entry.get("deleted_at")]
+    for entry in live:
+        _signal(entry, signal.SIGTERM)  # all at once, then wait: shutdown takes one grace, not one per server
+    for entry in live:
+        _stop_process(entry, grace_s, None)
+    with _ledger(state_dir, lock) as servers:
+        for entry in live:
+            servers[entry["server_id"]].update(deleted_at=_now(), deleted_by="stop_all_servers")
+    return len(live)
+
+
+# --- ledger -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _ledger(state_dir: Path, lock: threading.Lock) -> Iterator[dict[str, dict[str, Any]]]:
+    """Read-modify-write the ledger under a thread lock and an exclusive file lock (several processes may share it)."""
+    path = state_dir / LEDGER_FILE
+    with lock, open(state_dir / LOCK_FILE, "a+") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            servers = json.loads(path.read_text()) if path.exists() else {}
+            before = json.dumps(servers, sort_keys=True)
+            yield servers
+            after = json.dumps(servers, sort_keys=True, indent=1)
+            if json.dumps(servers, sort_keys=True) != before:
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(after)
+                os.replace(tmp, path)
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _two_free_ports() -> tuple[int, int]:
+    first = free_port(HOST)
+    second = free_port(HOST)
+    while second == first:
+        second = free_port(HOST)
+    return first, second
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, ...]; None if gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw.rsplit(")", 1)[1].split()
+
+
+def _start_ticks(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def _leader_is_ours(entry: dict[str, Any]) -> bool:
+    """Is ``pid`` still the process we started (not a reused pid)?"""
+    fields = _stat(entry["pid"])
+    if fields is None:
+        if not Path("/proc").is_dir():  # no procfs: best effort with signal 0
+            try:
+                os.kill(entry["pid"], 0)
+            except OSError:
+                return False
+            return True
+        return False
+    if fields[0] == "Z":
+        return False
+    expected = entry.get("pid_start")
+    return expected is None or int(fields[19]) == expected
+
+
+def _marked_pids(server_id: str) -> list[int]:
+    """Every live process carrying this server's marker in its environment (the agent and its engine)."""
+    needle = f"{MARKER_ENV}={server_id}".encode()
+    pids = []
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (proc_dir / "environ").read_bytes().split(b"\0"):
+                pid = int(proc_dir.name)
+                fields = _stat(pid)
+                if fields and fields[0] != "Z":
+                    pids.append(pid)
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _alive(entry: dict[str, Any]) -> bool:
+    return _leader_is_ours(entry) or bool(_marked_pids(entry["server_id"]))
+
+
+def _signal(entry: dict[str, Any], sig: int) -> None:
+    """Signal the server's process group, and any of its processes that left the group (an
+    engine started in a session of its own, or survivors of a leader that already exited)."""
+    group = entry["pid"] if _leader_is_ours(entry) else None
+    if group is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, sig)
+    for pid in _marked_pids(entry["server_id"]):
+        fields = _stat(pid)
+        if group is not None and fields is not None and int(fields[2]) == group:
+            continue  # already signalled with its group
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _stop_process(entry: dict[str, Any], grace_s: float, child: subprocess.Popen | None) -> None:
+    _signal(entry, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if child is not None:
+            child.poll()  # reap our own child so it does not linger as a zombie
+        if not _alive(entry):
+            break
+        time.sleep(0.05)
+    else:
+        log.warning("mock.server_kill", server_id=entry["server_id"], pid=entry["pid"])
+        _signal(entry, signal.SIGKILL)
+        kill_deadline = time.monotonic() + 2.0
+        while _alive(entry) and time.monotonic() < kill_deadline:
+            if child is not None:
+                child.poll()
+            time.sleep(0.02)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)

@@ -1,0 +1,500 @@
+"""Command handlers: load the instance, decide, append with optimistic concurrency, perform the effect.
+
+One entry point per concern, all taking the command and a ``Ports`` bundle, never a NATS
+message or an SDK client (style.md §3.4):
+
+- ``handle(command, ports, attempt=, keepalive=)`` runs the loop below and returns an
+  ``Outcome`` (``Done``, ``Retry(delay_s)``, ``Rejected``) that the consumer maps to ack/nak.
+- ``give_up(command, ports, attempts=)`` records that a command used its attempt budget.
+- ``record_malformed(...)`` records a command that does not even decode.
+
+The loop: load ``evt.<org>.instance.<id>.*`` and fold it; ``decide``; append the events, each
+with ``Nats-Expected-Last-Subject-Sequence`` (a ``ConcurrencyConflict`` means someone wrote
+first: re-read and decide again); perform the decision's effect through the ports (in a worker
+thread, with a timeout, keeping the message alive); hand the result to ``on_effect_result``
+on the state as it is *then*, and append what it says. A crash anywhere leaves either nothing
+new (the redelivery redoes it; the provider lookup-by-tag finds what was created) or events
+already written (the decision on the new state moves on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+import structlog
+
+from contracts import commands as cmd
+from contracts import subjects
+from contracts.events import CommandRejected, event_tag
+from contracts.ids import SYSTEM_ORG, derived_id
+
+from . import metrics
+from .domain import backoff, reasons
+from .domain.decide import (
+    DEFAULT_POLICY,
+    ORCHESTRATOR_ACTOR,
+    InstanceCommand,
+    Policy,
+    RetryLater,
+    check_command_id,
+    decide,
+    on_effect_result,
+)
+from .domain.decide import give_up as decide_give_up
+from .domain.effects import (
+    DeleteServer,
+    Effect,
+    EffectFailed,
+    EffectResult,
+    EnsureServer,
+    ProbeWorker,
+    ServerGone,
+    ServerStillPresent,
+    WorkerObservation,
+)
+from .domain.evolve import evolve, fold
+from .domain.state import InstanceState
+from .ports import (
+    Clock,
+    CommandPublisher,
+    Compute,
+    ComputeError,
+    ConcurrencyConflict,
+    EngineProbe,
+    EventStore,
+    HeartbeatReader,
+    NotFound,
+    RateLimited,
+    Transient,
+)
+
+log = structlog.get_logger(__name__)
+
+Offload = Callable[..., Awaitable[Any]]  # offload(fn, *args) -> await fn(*args) off the event loop
+Keepalive = Callable[[], Awaitable[None]]
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerConfig:
+    provider_timeout_s: float = 60.0  # outer timeout of one provider call (the SDK has none)
+    probe_timeout_s: float = 5.0  # heartbeat read + engine probe
+    keepalive_s: float = 10.0  # in_progress() while an effect runs (ack_wait is 30 s)
+    max_conflicts: int = 5  # re-reads after losing an optimistic-concurrency race, per delivery
+    max_effects: int = 6  # effects per delivery: a safety valve against a decide/effect loop
+    max_retry_delay_s: float = 300.0
+    tags_prefix: str = "inv"
+    policy: Policy = DEFAULT_POLICY
+    check_backoff: backoff.Backoff = backoff.CHECK
+    provider_backoff: backoff.Backoff = backoff.PROVIDER
+    conflict_backoff: backoff.Backoff = backoff.CONFLICT
+
+
+@dataclass
+class Ports:
+    store: EventStore
+    compute: Compute
+    heartbeats: HeartbeatReader
+    probe: EngineProbe
+    commands: CommandPublisher
+    clock: Clock = field(default_factory=SystemClock)
+    offload: Offload = asyncio.to_thread
+    # Bounded concurrency of provider calls (the SDK is blocking; threads are not free).
+    provider_slots: int = 8
+    config: HandlerConfig = field(default_factory=HandlerConfig)
+    _slots: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
+
+    def slots(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.provider_slots)
+        return self._slots
+
+
+# --- outcomes -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    events: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    delay_s: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason_code: str
+    message: str = ""
+
+
+Outcome = Done | Retry | Rejected
+
+
+class MalformedCommand(ValueError):
+    """A command that decodes but can never be handled (unsafe ids in subject positions)."""
+
+
+def validate(command: InstanceCommand) -> None:
+    try:
+        subjects.token(command.org_id)
+        subjects.token(command.instance_id)
+        subjects.token(command.id)
+    except subjects.UnsafeSubjectToken as exc:
+        raise MalformedCommand(str(exc)) from None
+
+
+def is_check_nudge(command: InstanceCommand) -> bool:
+    """A one-shot CheckInstance published on a worker status change (see heartbeat_watch).
+
+    Nudges never keep a timer of their own: the instance's main check timer does that.
+    """
+    return isinstance(command, cmd.CheckInstance) and command.id in {
+        nudge_command_id(command.instance_id, status) for status in NUDGE_STATUSES
+    }
+
+
+NUDGE_STATUSES = ("starting", "ready", "failed")
+
+
+def nudge_command_id(instance_id: str, worker_status: str) -> str:
+    """Id (and Nats-Msg-Id) of the check published when a worker reports ``worker_status``.
+
+    Derived from ``check:<instance>:<status>``: every replica that sees the heartbeat publishes
+    the same id, the stream keeps one.
+    """
+    return derived_id("check", instance_id, worker_status)
+
+
+def continuation_command_id(command_id: str) -> str:
+    """Id of the fresh CheckInstance that takes over a timer which used its attempt budget."""
+    return derived_id(command_id, "continue")
+
+
+# --- the handler --------------------------------------------------------------------------
+
+
+async def handle(
+    command: InstanceCommand,
+    ports: Ports,
+    *,
+    attempt: int = 1,
+    keepalive: Keepalive | None = None,
+) -> Outcome:
+    validate(command)
+    cfg = ports.config
+    kind = command.__struct_config__.tag
+    aggregate = subjects.aggregate_filter(command.org_id, "instance", command.instance_id)
+    state: InstanceState | None = None
+    last_seq = 0
+    pending: tuple[Effect, EffectResult] | None = None
+    conflicts = effects = appended = 0
+
+    while True:
+        if state is None:
+            loaded = await ports.store.load(aggregate)
+            state = fold(item.event for item in loaded)
+            last_seq = loaded[-1].seq if loaded else 0
+        now = ports.clock.now()
+        if pending is None:
+            decision = decide(state, command, now, cfg.policy)
+        else:
+            decision = on_effect_result(state, command, pending[0], pending[1], now, cfg.policy)
+
+        try:
+            for event in decision.events:
+                last_seq = await ports.store.append(event, expected_last_seq=last_seq)
+                state = evolve(state, event)
+                appended += 1
+                metrics.EVENTS_APPENDED.labels(event_tag(event)).inc()
+        except ConcurrencyConflict:
+            conflicts += 1
+            metrics.CONFLICTS.labels(kind).inc()
+            log.info("orchestrator.conflict", conflicts=conflicts)
+            if conflicts > cfg.max_conflicts:
+                return Retry(cfg.conflict_backoff.delay(conflicts, command.id), "conflict")
+            state = None  # re-read; a pending effect result stays pending
+            continue
+        pending = None
+
+        if decision.schedule_check:
+            await _schedule_check(ports, command, now)
+        if decision.rejection is not None:
+            log.info("orchestrator.rejected", reason_code=decision.rejection.reason_code,
+                     message=decision.rejection.message)
+            return Rejected(decision.rejection.reason_code, decision.rejection.message)
+        if decision.effect is not None:
+            effects += 1
+            if effects > cfg.max_effects:
+                log.error("orchestrator.too_many_effects", effect=type(decision.effect).__name__)
+                return Retry(cfg.provider_backoff.delay(attempt, command.id), "too_many_effects")
+            result = await perform(decision.effect, ports, keepalive)
+            pending = (decision.effect, result)
+            state = None  # the instance may have moved on while the effect ran: judge the result on fresh state
+            continue
+        if decision.retry is not None:
+            return Retry(_retry_delay(decision.retry, cfg, attempt, command, now), decision.retry.kind)
+        return Done(appended)
+
+
+def _retry_delay(retry: RetryLater, cfg: HandlerConfig, attempt: int, command: InstanceCommand, now: datetime) -> float:
+    curve = cfg.check_backoff if retry.kind == "check" else cfg.provider_backoff
+    delay = max(curve.delay(attempt, command.instance_id), retry.min_delay_s)
+    if retry.not_after is not None:
+        # Wake up just after the deadline at the latest, so the timeout is recorded on time.
+        delay = min(delay, max(0.0, (retry.not_after - now).total_seconds()) + 0.05)
+    return min(delay, cfg.max_retry_delay_s)
+
+
+async def _schedule_check(ports: Ports, command: InstanceCommand, now: datetime) -> None:
+    check = cmd.CheckInstance(
+        id=check_command_id(command.instance_id),
+        org_id=command.org_id,
+        actor=ORCHESTRATOR_ACTOR,
+        correlation_id=command.correlation_id,
+        causation_id=command.id,
+        occurred_at=now,
+        instance_id=command.instance_id,
+    )
+    await ports.commands.publish(check)
+    metrics.CHECKS_PUBLISHED.labels("provisioned").inc()
+
+
+async def give_up(command: InstanceCommand, ports: Ports, *, attempts: int) -> Outcome:
+    """Record that ``command`` used its attempt budget (a rejection, or a failed instance for provisioning)."""
+    validate(command)
+    aggregate = subjects.aggregate_filter(command.org_id, "instance", command.instance_id)
+    for conflicts in range(ports.config.max_conflicts + 1):
+        loaded = await ports.store.load(aggregate)
+        state = fold(item.event for item in loaded)
+        last_seq = loaded[-1].seq if loaded else 0
+        decision = decide_give_up(state, command, ports.clock.now(), attempts)
+        try:
+            for event in decision.events:
+                last_seq = await ports.store.append(event, expected_last_seq=last_seq)
+                metrics.EVENTS_APPENDED.labels(event_tag(event)).inc()
+        except ConcurrencyConflict:
+            metrics.CONFLICTS.labels(command.__struct_config__.tag).inc()
+            continue
+        if decision.effect is not None:
+            # Best effort: the command is being dropped, a failure here changes nothing.
+            result = await perform(decision.effect, ports, None)
+            if isinstance(result, EffectFailed):
+                log.warning("orchestrator.give_up_cleanup_failed", error=result.message)
+        return Rejected(reasons.MAX_ATTEMPTS_EXCEEDED, f"gave up after {attempts} attempts")
+    return Retry(ports.config.conflict_backoff.delay(ports.config.max_conflicts, command.id), "conflict")
+
+
+async def record_malformed(
+    store: EventStore, *, msg_id: str | None, subject: str, stream_seq: int, message: str, now: datetime
+) -> str:
+    """Record an undecodable command as ``command.rejected`` on ``evt.system.command.<id>.rejected``.
+
+    Returns the command id used: the message's Nats-Msg-Id when it is a safe token, else an id
+    derived from its stream sequence (the same for every redelivery).
+    """
+    command_id = msg_id if msg_id and _safe_token(msg_id) else derived_id("malformed", str(stream_seq))
+    command_type = subject.removeprefix("cmd.") if subject.startswith("cmd.") else "unknown"
+    if not all(_safe_token(part) for part in command_type.split(".")):
+        command_type = "unknown"
+    event = CommandRejected(
+        id=derived_id(command_id, "rejected", "malformed"),
+        org_id=SYSTEM_ORG,
+        actor=ORCHESTRATOR_ACTOR,
+        correlation_id=command_id,
+        causation_id=command_id,
+        occurred_at=now,
+        command_id=command_id,
+        command_type=command_type,
+        reason_code=reasons.MALFORMED_COMMAND,
+        message=message[:500],
+    )
+    await store.append(event, expected_last_seq=None)
+    metrics.EVENTS_APPENDED.labels(event_tag(event)).inc()
+    return command_id
+
+
+def _safe_token(value: str) -> bool:
+    try:
+        subjects.token(value)
+    except subjects.UnsafeSubjectToken:
+        return False
+    return True
+
+
+# --- effects ------------------------------------------------------------------------------
+
+
+async def perform(effect: Effect, ports: Ports, keepalive: Keepalive | None) -> EffectResult:
+    """Perform one effect; every failure comes back as an ``EffectFailed`` value, never raised."""
+    async with keeping_alive(keepalive, ports.config.keepalive_s):
+        try:
+            if isinstance(effect, EnsureServer):
+                return await _ensure_server(effect, ports)
+            if isinstance(effect, DeleteServer):
+                return await _delete_server(effect, ports)
+            if isinstance(effect, ProbeWorker):
+                return await asyncio.wait_for(_probe_worker(effect, ports), ports.config.probe_timeout_s)
+        except ComputeError as exc:
+            return EffectFailed(exc.kind, str(exc) or type(exc).__name__,
+                                getattr(exc, "retry_after_s", None))
+        except asyncio.TimeoutError:
+            return EffectFailed("timeout", f"{type(effect).__name__} timed out")
+        except Exception as exc:  # an unclassified adapter error: retry, loudly
+            log.exception("orchestrator.effect_error", effect=type(effect).__name__)
+            return EffectFailed("transient", f"{type(exc).__name__}: {exc}")
+    raise TypeError(f"unknown effect {effect!r}")
+
+
+@contextlib.asynccontextmanager
+async def keeping_alive(keepalive: Keepalive | None, interval_s: float):
+    """Call ``keepalive`` (``msg.in_progress``) every ``interval_s`` while the body runs."""
+    if keepalive is None:
+        yield
+        return
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            with contextlib.suppress(Exception):
+                await keepalive()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def provider_call(ports: Ports, operation: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """One Compute call, off the event loop, bounded and timed, counted by result class."""
+    started = time.monotonic()
+    result = "ok"
+    try:
+        async with ports.slots():
+            return await asyncio.wait_for(ports.offload(fn, *args), ports.config.provider_timeout_s)
+    except asyncio.TimeoutError:
+        result = "timeout"
+        # The call may still complete in its thread: callers look up by tag before any retry.
+        raise Transient(f"{operation} timed out after {ports.config.provider_timeout_s}s") from None
+    except RateLimited:
+        result = "rate_limited"
+        raise
+    except ComputeError as exc:
+        result = exc.kind
+        raise
+    except Exception:
+        result = "error"
+        raise
+    finally:
+        metrics.PROVIDER_CALLS.labels(operation, result).inc()
+        metrics.PROVIDER_SECONDS.labels(operation).observe(time.monotonic() - started)
+
+
+async def _ensure_server(effect: EnsureServer, ports: Ports):
+    zone = effect.placement.zone_code
+    found = await provider_call(
+        ports, "find_servers_by_tag", ports.compute.find_servers_by_tag, effect.instance_id, zone
+    )
+    if found:
+        # Created before a crash, or by a delivery that ran at the same time: adopt the oldest
+        # (a duplicate is deleted by whoever loses the race to record its own).
+        log.info("orchestrator.server_adopted", server_id=found[0].server_id, tagged=len(found))
+        return found[0]
+    prefix = ports.config.tags_prefix
+    tags = (prefix, f"{prefix}:instance={effect.instance_id}", f"{prefix}:org={effect.org_id}")
+    info = await provider_call(
+        ports, "create_server", ports.compute.create_server,
+        effect.instance_id, effect.org_id, effect.placement, None, tags,
+    )
+    log.info("orchestrator.server_created", server_id=info.server_id, upstream_url=info.upstream_url)
+    return info
+
+
+async def _delete_one(ports: Ports, server_id: str, zone: str) -> ServerStillPresent | None:
+    """Delete ``server_id`` and confirm; None when the provider says NotFound."""
+    with contextlib.suppress(NotFound):
+        await provider_call(ports, "delete_server", ports.compute.delete_server, server_id, zone)
+    try:
+        info = await provider_call(ports, "get_server", ports.compute.get_server, server_id, zone)
+    except NotFound:
+        return None
+    return ServerStillPresent(server_id, info.state)
+
+
+async def _delete_server(effect: DeleteServer, ports: Ports):
+    absent: list[str] = []
+    if effect.server_id is not None and effect.server_id != effect.keep:
+        still = await _delete_one(ports, effect.server_id, effect.zone)
+        if still is not None:
+            return still
+        absent.append(effect.server_id)
+        if effect.compensating:
+            _orphan_deleted(effect.server_id)
+    if not effect.sweep:
+        return ServerGone(tuple(absent))
+    # Sweep: anything else tagged with this instance (a create whose outcome we never saw).
+    tagged = await provider_call(
+        ports, "find_servers_by_tag", ports.compute.find_servers_by_tag, effect.instance_id, effect.zone
+    )
+    for found in tagged:
+        if found.server_id == effect.keep:
+            continue
+        if found.server_id in absent:
+            return ServerStillPresent(found.server_id, found.state)
+        still = await _delete_one(ports, found.server_id, effect.zone)
+        if still is not None:
+            return still
+        absent.append(found.server_id)
+        _orphan_deleted(found.server_id)
+    return ServerGone(tuple(absent))
+
+
+def _orphan_deleted(server_id: str) -> None:
+    metrics.COMPENSATIONS.inc()
+    log.warning("orchestrator.orphan_deleted", server_id=server_id)
+
+
+async def _probe_worker(effect: ProbeWorker, ports: Ports) -> WorkerObservation:
+    observed = await ports.heartbeats.last(effect.org_id, effect.instance_id)
+    if observed is None:
+        return WorkerObservation(None, None)
+    hb = observed.heartbeat
+    listed = None
+    if hb.status == "ready" and effect.upstream_url:
+        listed = await ports.probe.lists_model(effect.upstream_url, effect.model_name)
+    return WorkerObservation(hb.status, observed.received_at, hb.reason, listed)
+
+
+__all__ = [
+    "Done",
+    "HandlerConfig",
+    "MalformedCommand",
+    "Outcome",
+    "Ports",
+    "Rejected",
+    "Retry",
+    "SystemClock",
+    "continuation_command_id",
+    "give_up",
+    "handle",
+    "is_check_nudge",
+    "keeping_alive",
+    "nudge_command_id",
+    "perform",
+    "record_malformed",
+    "validate",
+]
