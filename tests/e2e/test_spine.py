@@ -117,11 +117,14 @@ async def test_deploy_chat_cost_terminate_rebuild(stack):
         async def tokens_per_key():
             summary = (await http.get("/finops/dashboard/costs/summary", headers=auth)).json()
             rows = summary.get("tokens_by_api_key", [])
-            total = sum(int(r.get("total_tokens", 0)) for r in rows)
-            return summary if total > 0 and len([1 for r in rows if r.get("requests", 0)]) >= 1 else None
+            requests = sum(int(r["to_date"]["requests"]) for r in rows)
+            return summary if requests >= 4 else None
 
         summary = await wait_until(tokens_per_key, timeout_s=30, message="usage folded into token totals")
-        assert sum(int(r["requests"]) for r in summary["tokens_by_api_key"]) == 4
+        (key_row,) = summary["tokens_by_api_key"]
+        assert key_row["api_key_id"] == key_resp.json()["id"]
+        assert key_row["to_date"]["requests"] == 4
+        assert key_row["to_date"]["total_tokens"] > 0
 
         # Tear it down: terminating -> terminated, the agent process is gone.
         gone = await http.delete(f"/instances/{instance_id}", headers=auth)
