@@ -21,8 +21,12 @@ NATS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "nats"
 async def connect(url: str, *, name: str, creds: str | None = None, connect_timeout_s: float = 5.0) -> NATS:
     """Connect with reconnects forever: a NATS restart must not take a service down."""
 
+    client: list[NATS] = []
+
     async def on_disconnect() -> None:
-        log.warning("nats.disconnected", client=name)
+        # A drain or close also disconnects; only an unexpected loss deserves a warning.
+        closing = bool(client) and (client[0].is_closed or client[0].is_draining)
+        (log.debug if closing else log.warning)("nats.disconnected", client=name)
 
     async def on_reconnect() -> None:
         log.info("nats.reconnected", client=name)
@@ -30,7 +34,7 @@ async def connect(url: str, *, name: str, creds: str | None = None, connect_time
     async def on_error(exc: Exception) -> None:
         log.warning("nats.error", client=name, error=str(exc))
 
-    return await nats.connect(
+    nc = await nats.connect(
         servers=[u.strip() for u in url.split(",") if u.strip()],
         name=name,
         user_credentials=creds,
@@ -42,6 +46,8 @@ async def connect(url: str, *, name: str, creds: str | None = None, connect_time
         reconnected_cb=on_reconnect,
         error_cb=on_error,
     )
+    client.append(nc)
+    return nc
 
 
 def load_config_files(kind: str, config_dir: Path = NATS_CONFIG_DIR) -> list[dict[str, Any]]:
