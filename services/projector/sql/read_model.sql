@@ -2,6 +2,12 @@
 -- `{schema}` is `rm` for the live tables and `rm_next` during a rebuild; the checkpoint lives
 -- beside the rows so both swap together. Changing this file changes its hash, which makes the
 -- projector rebuild on start.
+--
+-- Every column is a function of the events alone (timestamps come from the events, never
+-- now()), so a rebuild compares equal to the live tables; `checkpoints.updated_at` and
+-- `meta` are the exceptions and are left out of comparisons. `last_event_seq` on a row is the
+-- stream sequence of the newest event that wrote it: writes are guarded by it, so replaying
+-- an event changes nothing.
 
 CREATE SCHEMA {schema};
 
@@ -11,8 +17,12 @@ CREATE TABLE {schema}.checkpoints (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- What built this schema: the hash of this file and the projection code's version. A projector
+-- only writes into a schema stamped with its own pair (an older replica never writes rows shaped
+-- by old code into tables built by new code).
 CREATE TABLE {schema}.meta (
     ddl_sha256 text NOT NULL,
+    projection_version integer NOT NULL,
     built_at timestamptz NOT NULL DEFAULT now()
 );
 
@@ -46,6 +56,8 @@ CREATE TABLE {schema}.instances (
     ready_at timestamptz,
     terminated_at timestamptz,
     failed_at timestamptz,
+    billing_started_at timestamptz,
+    billing_stopped_at timestamptz,
     updated_at timestamptz NOT NULL,
     last_event_seq bigint NOT NULL
 );
@@ -71,12 +83,14 @@ CREATE TABLE {schema}.action_logs (
     org_id text NOT NULL,
     instance_id uuid,
     action_type text NOT NULL,                 -- UPPER_SNAKE, e.g. PROVIDER_CREATE
-    component text NOT NULL,                   -- api | orchestrator
+    event_type text NOT NULL,                  -- the event's tag, e.g. instance.server_created
+    component text NOT NULL,                   -- api | orchestrator | other system:<service> | projector
     status text NOT NULL CHECK (status IN ('success', 'failed', 'in_progress')),
     error_code text,
     error_message text,
     actor text NOT NULL,
     correlation_id text NOT NULL,
+    causation_id text,
     instance_status_before text,
     instance_status_after text,
     metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
@@ -84,13 +98,15 @@ CREATE TABLE {schema}.action_logs (
 );
 CREATE INDEX ON {schema}.action_logs (org_id, seq DESC);
 CREATE INDEX ON {schema}.action_logs (instance_id, seq DESC);
+CREATE INDEX ON {schema}.action_logs (org_id, action_type, seq DESC);
 
 CREATE TABLE {schema}.organizations (
     id uuid PRIMARY KEY,
     name text NOT NULL,
     slug text NOT NULL UNIQUE,
     created_by_user_id uuid,
-    created_at timestamptz NOT NULL
+    created_at timestamptz NOT NULL,
+    last_event_seq bigint NOT NULL DEFAULT 0
 );
 
 CREATE TABLE {schema}.users (
@@ -98,7 +114,8 @@ CREATE TABLE {schema}.users (
     email text NOT NULL UNIQUE,
     password_hash text NOT NULL,
     is_admin boolean NOT NULL DEFAULT false,
-    created_at timestamptz NOT NULL
+    created_at timestamptz NOT NULL,
+    last_event_seq bigint NOT NULL DEFAULT 0
 );
 
 CREATE TABLE {schema}.memberships (
@@ -106,6 +123,7 @@ CREATE TABLE {schema}.memberships (
     user_id uuid NOT NULL,
     role text NOT NULL CHECK (role IN ('owner', 'admin', 'manager', 'user')),
     created_at timestamptz NOT NULL,
+    last_event_seq bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (organization_id, user_id)
 );
 
@@ -119,6 +137,7 @@ CREATE TABLE {schema}.api_keys (
     scopes text[] NOT NULL,
     expires_at timestamptz,
     created_at timestamptz NOT NULL,
-    revoked_at timestamptz
+    revoked_at timestamptz,
+    last_event_seq bigint NOT NULL DEFAULT 0
 );
 CREATE INDEX ON {schema}.api_keys (org_id);
