@@ -1,0 +1,161 @@
+"""API keys in memory: authenticate by a dict lookup, follow creations and revocations live.
+
+- ``start(nc, pool)`` loads the keys from the read model (``rm.api_keys``) together with the
+  projector's checkpoint, in one snapshot, then follows ``api_key`` events on the EVENTS
+  stream from ``checkpoint + 1`` (``services.api.proxy.jsfollow``): nothing between the
+  load and the live feed is missed, and events published while this process was cut off
+  from NATS are applied once it is back. Without a read model (no pool, no table, no
+  checkpoint) it replays every key event from the start of the stream instead.
+- ``authenticate(raw_key)`` is one SHA-256 and one dict lookup: no database on the hot path.
+  Expired keys are refused at lookup time.
+- A revocation is applied the moment its event is delivered (milliseconds); revoked key ids
+  are remembered so a replayed creation can never bring one back.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import structlog
+
+from contracts.events import ApiKeyCreated, ApiKeyRevoked
+
+from .keys import hash_api_key, looks_like_api_key
+
+log = structlog.get_logger(__name__)
+
+# The projector keeps one checkpoint for all of ``rm`` (services/projector/read_model.py, NAME), written in
+# the same transaction as the rows; read together in one snapshot they say exactly which events the rows hold.
+READ_MODEL_CHECKPOINT_SQL = "SELECT coalesce((SELECT last_seq FROM rm.checkpoints WHERE name = 'read_model'), 0)"
+KEY_EVENT_SUBJECTS = ["evt.*.api_key.*.created", "evt.*.api_key.*.revoked"]
+
+
+class ApiKeyPrincipal(msgspec.Struct, frozen=True, kw_only=True):
+    """Who a request acts as. Sessions (people) may be represented with ``key_id=None``."""
+
+    key_id: str | None
+    org_id: str
+    user_id: str | None
+    scopes: frozenset[str]
+    expires_at: datetime | None = None
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+class KeyCache:
+    def __init__(self) -> None:
+        # key_hash -> (principal, expiry as epoch seconds or None)
+        self._by_hash: dict[str, tuple[ApiKeyPrincipal, float | None]] = {}
+        self._hash_by_id: dict[str, str] = {}
+        self._revoked: set[str] = set()
+        self._follower = None
+        self.loaded_from_seq = 0
+
+    # --- hot path ------------------------------------------------------------------------
+
+    def authenticate(self, raw_key: str) -> ApiKeyPrincipal | None:
+        if not looks_like_api_key(raw_key):
+            return None
+        entry = self._by_hash.get(hash_api_key(raw_key))
+        if entry is None:
+            return None
+        principal, expires = entry
+        if expires is not None and time.time() >= expires:
+            return None
+        return principal
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    # --- writers ---------------------------------------------------------------------------
+
+    def add(self, *, key_id: str, key_hash: str, org_id: str, user_id: str | None, scopes, expires_at: datetime | None) -> None:
+        key_id, org_id = str(key_id), str(org_id)
+        if key_id in self._revoked:
+            return
+        principal = ApiKeyPrincipal(
+            key_id=key_id,
+            org_id=org_id,
+            user_id=None if user_id is None else str(user_id),
+            scopes=frozenset(scopes or ()),
+            expires_at=expires_at,
+        )
+        old = self._hash_by_id.get(key_id)
+        if old is not None and old != key_hash:
+            self._by_hash.pop(old, None)
+        self._hash_by_id[key_id] = key_hash
+        self._by_hash[key_hash] = (principal, None if expires_at is None else expires_at.timestamp())
+
+    def add_from_event(self, event: ApiKeyCreated) -> None:
+        """Apply a creation now (the process that minted the key need not wait for the event)."""
+        self.add(
+            key_id=event.key_id,
+            key_hash=event.key_hash,
+            org_id=event.org_id,
+            user_id=event.user_id,
+            scopes=event.scopes,
+            expires_at=event.expires_at,
+        )
+
+    def revoke(self, key_id: str) -> None:
+        key_id = str(key_id)
+        self._revoked.add(key_id)
+        key_hash = self._hash_by_id.pop(key_id, None)
+        if key_hash is not None:
+            self._by_hash.pop(key_hash, None)
+
+    def apply(self, seq: int, event: Any) -> None:
+        if isinstance(event, ApiKeyCreated):
+            self.add_from_event(event)
+        elif isinstance(event, ApiKeyRevoked):
+            self.revoke(event.key_id)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def load(self, pool) -> int:
+        """Load keys from ``rm.api_keys``; returns the checkpoint they reflect (0 = replay everything)."""
+        if pool is None:
+            return 0
+        try:
+            async with pool.acquire() as conn:
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    checkpoint = await conn.fetchval(READ_MODEL_CHECKPOINT_SQL)
+                    rows = await conn.fetch(
+                        "SELECT id, org_id, user_id, key_hash, scopes, expires_at, revoked_at FROM rm.api_keys"
+                    )
+        except Exception as exc:  # no read model yet (fresh install, rebuild in progress): replay events
+            log.info("keycache.no_read_model", error=type(exc).__name__)
+            return 0
+        if not checkpoint:
+            return 0
+        for row in rows:
+            if row["revoked_at"] is not None:
+                self.revoke(str(row["id"]))
+            else:
+                self.add(
+                    key_id=str(row["id"]),
+                    key_hash=row["key_hash"],
+                    org_id=str(row["org_id"]),
+                    user_id=row["user_id"],
+                    scopes=row["scopes"],
+                    expires_at=row["expires_at"],
+                )
+        return int(checkpoint)
+
+    async def start(self, nc, pool) -> None:
+        from .proxy.jsfollow import EventFollower
+
+        checkpoint = await self.load(pool)
+        self.loaded_from_seq = checkpoint
+        self._follower = EventFollower(nc, name="keycache", filter_subjects=KEY_EVENT_SUBJECTS, handler=self.apply)
+        await self._follower.start(checkpoint + 1)
+        log.info("keycache.started", keys=len(self._by_hash), checkpoint=checkpoint, last_seq=self._follower.last_seq)
+
+    async def stop(self) -> None:
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            await follower.stop()

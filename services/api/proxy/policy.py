@@ -1,0 +1,111 @@
+"""Pick a worker for one request. Pure: everything it depends on is an argument.
+
+Order of preference among the routable workers of the model:
+
+1. fewest requests outstanding *from this process* (exact and instantly updated, unlike
+   the engine's own counters, which arrive with the next heartbeat);
+2. then the engine's reported queue depth (``requests_waiting``);
+3. then its KV-cache use (unknown counts as empty);
+4. then its running requests;
+5. remaining ties are spread by ``tiebreak`` (the caller passes a counter), so equal
+   workers take turns instead of one taking everything.
+
+Never picked: a worker whose instance is not ready, whose last heartbeat is older than the
+staleness window or not ``ready`` (draining, unhealthy, starting, failed), that is
+penalised (failed recently) or excluded (already tried by this request), or that belongs to
+an org the caller may not use.
+
+With a ``session_key``, rendezvous hashing (highest random weight) pins a conversation to one
+worker, so adding or removing a worker only moves the sessions of that worker. Unlike the
+original (which ignored load when sticky), the pinned worker is left when it has more than
+``sticky_slack`` requests outstanding above the least-loaded one.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Container, Mapping, NamedTuple
+
+from .routing_table import RoutingSnapshot, WorkerState
+
+STICKY_SLACK = 4
+
+
+class Choice(NamedTuple):
+    instance_id: str
+    upstream_url: str
+    org_id: str
+    reason: str  # "least_outstanding" | "session_affinity"
+
+
+def is_routable(worker: WorkerState, now: float, stale_s: float) -> bool:
+    return (
+        worker.instance_status == "ready"
+        and worker.hb_status == "ready"
+        and worker.hb_received_at is not None
+        and now - worker.hb_received_at <= stale_s
+    )
+
+
+def eligible(
+    snapshot: RoutingSnapshot,
+    model: str,
+    now: float,
+    penalised: Mapping[str, float],
+    *,
+    allowed_orgs: Container[str] | None = None,
+    exclude: Container[str] = (),
+) -> list[WorkerState]:
+    stale_s = snapshot.stale_s
+    out = []
+    for w in snapshot.workers.get(model, ()):
+        if not is_routable(w, now, stale_s):
+            continue
+        if allowed_orgs is not None and w.org_id not in allowed_orgs:
+            continue
+        if w.instance_id in exclude:
+            continue
+        until = penalised.get(w.instance_id)
+        if until is not None and until > now:
+            continue
+        out.append(w)
+    return out
+
+
+def _load_key(w: WorkerState, outstanding: Mapping[str, int]):
+    kv = w.kv_cache_usage
+    return (outstanding.get(w.instance_id, 0), w.requests_waiting, kv if kv is not None else 0.0, w.requests_running)
+
+
+def _weight(session_key: str, instance_id: str) -> int:
+    return zlib.crc32(f"{session_key}\x00{instance_id}".encode())
+
+
+def choose(
+    snapshot: RoutingSnapshot,
+    model: str,
+    outstanding: Mapping[str, int],
+    now: float,
+    penalised: Mapping[str, float],
+    session_key: str | None = None,
+    *,
+    allowed_orgs: Container[str] | None = None,
+    exclude: Container[str] = (),
+    tiebreak: int = 0,
+    sticky_slack: int = STICKY_SLACK,
+) -> Choice | None:
+    candidates = eligible(snapshot, model, now, penalised, allowed_orgs=allowed_orgs, exclude=exclude)
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        w = candidates[0]
+        return Choice(w.instance_id, w.upstream_url, w.org_id, "session_affinity" if session_key else "least_outstanding")
+    keys = [_load_key(w, outstanding) for w in candidates]
+    best = min(keys)
+    if session_key:
+        pinned = max(candidates, key=lambda w: (_weight(session_key, w.instance_id), w.instance_id))
+        if outstanding.get(pinned.instance_id, 0) <= best[0] + sticky_slack:
+            return Choice(pinned.instance_id, pinned.upstream_url, pinned.org_id, "session_affinity")
+    tied = [w for w, k in zip(candidates, keys) if k == best]
+    w = tied[tiebreak % len(tied)]
+    return Choice(w.instance_id, w.upstream_url, w.org_id, "least_outstanding")

@@ -1,0 +1,85 @@
+"""Proxy settings: one place, parsed from the environment once (``ProxySettings.from_env``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+
+class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
+    worker_stale_s: float = 30.0
+    """A worker whose last heartbeat is older than this is not routable (the ONE staleness window)."""
+    max_body_bytes: int = 10_000_000
+    """Largest request body accepted; larger gets 413 (Litestar's own default, 10 MB)."""
+    max_attempts: int = 3
+    """Upstream attempts per request (first try + retries on other workers) before any byte went out."""
+    penalty_s: float = 2.0
+    """How long a worker that failed (connect error, 5xx) is skipped by the router."""
+    connect_timeout_s: float = 3.0
+    """Upstream TCP connect timeout; a connect failure is retried on another worker."""
+    read_timeout_s: float = 300.0
+    """Longest silence accepted from an upstream between two reads (504 if before the first byte)."""
+    upstream_connections: int = 1000
+    """Most upstream connections (keep-alive pool) across all workers."""
+    upstream_client: str = "native"
+    """``native`` (the proxy's own keep-alive HTTP/1.1 client, ~6x cheaper per request) or ``aiohttp``."""
+    upstream_api_key: str | None = None
+    """Bearer token sent to engines that require one (vLLM ``--api-key``); never the client's key."""
+    usage_queue_size: int = 100_000
+    """Usage records waiting for their PubAck before new ones are dropped (and counted)."""
+    usage_publish_timeout_s: float = 5.0
+    shared_orgs: tuple[str, ...] = ()
+    """Orgs whose workers every org may use; ``("*",)`` = no org scoping at all."""
+    session_header: str = "x-inventiv-session"
+    """Request header whose value pins a conversation to a worker (rendezvous hashing, load-capped)."""
+    session_cookie: str | None = None
+    """When set and no Authorization header is present, this cookie is passed to ``authenticate_session``."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ProxySettings":
+        env = os.environ if environ is None else environ
+
+        def num(name: str, default, kind):
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return kind(raw)
+            except ValueError:
+                raise SystemExit(f"inventiv: {name} must be a number, got {raw!r}") from None
+
+        shared = tuple(p.strip() for p in (env.get("INVENTIV_PROXY_SHARED_ORGS") or "").split(",") if p.strip())
+        settings = cls(
+            worker_stale_s=num("INVENTIV_WORKER_STALE_S", 30.0, float),
+            max_body_bytes=num("INVENTIV_PROXY_MAX_BODY_BYTES", 10_000_000, int),
+            max_attempts=num("INVENTIV_PROXY_MAX_ATTEMPTS", 3, int),
+            penalty_s=num("INVENTIV_PROXY_PENALTY_S", 2.0, float),
+            connect_timeout_s=num("INVENTIV_PROXY_CONNECT_TIMEOUT_S", 3.0, float),
+            read_timeout_s=num("INVENTIV_PROXY_READ_TIMEOUT_S", 300.0, float),
+            upstream_connections=num("INVENTIV_PROXY_UPSTREAM_CONNECTIONS", 1000, int),
+            upstream_client=(env.get("INVENTIV_PROXY_UPSTREAM_CLIENT") or "native").strip().lower(),
+            upstream_api_key=env.get("INVENTIV_PROXY_UPSTREAM_API_KEY") or None,
+            usage_queue_size=num("INVENTIV_PROXY_USAGE_QUEUE", 100_000, int),
+            usage_publish_timeout_s=num("INVENTIV_PROXY_USAGE_PUBLISH_TIMEOUT_S", 5.0, float),
+            shared_orgs=shared,
+            session_cookie=env.get("INVENTIV_PROXY_SESSION_COOKIE") or None,
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.worker_stale_s <= 0:
+            raise SystemExit("inventiv: INVENTIV_WORKER_STALE_S must be > 0")
+        if self.max_attempts < 1:
+            raise SystemExit("inventiv: INVENTIV_PROXY_MAX_ATTEMPTS must be >= 1")
+        if self.max_body_bytes < 1024:
+            raise SystemExit("inventiv: INVENTIV_PROXY_MAX_BODY_BYTES must be >= 1024")
+        if self.upstream_client not in ("native", "aiohttp"):
+            raise SystemExit("inventiv: INVENTIV_PROXY_UPSTREAM_CLIENT must be 'native' or 'aiohttp'")
+        if self.upstream_api_key is not None and (
+                not self.upstream_api_key.isprintable() or any(c.isspace() for c in self.upstream_api_key)):
+            raise SystemExit("inventiv: INVENTIV_PROXY_UPSTREAM_API_KEY must be printable, without spaces")
+        if self.upstream_connections < 1:
+            raise SystemExit("inventiv: INVENTIV_PROXY_UPSTREAM_CONNECTIONS must be >= 1")

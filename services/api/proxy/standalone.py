@@ -1,0 +1,120 @@
+"""A proxy-only app: the OpenAI endpoints and ``/healthz``, nothing else of the API.
+
+For tests, benchmarks, and running the data plane as its own process::
+
+    NATS_URL=nats://127.0.0.1:4222 [DATABASE_URL=postgresql://...] \
+        python -m services.api.proxy.standalone --host 127.0.0.1 --port 8010 [--raw]
+
+``--raw`` dispatches ``/v1/*`` to the proxy before Litestar (``Proxy.wrap_asgi``), to measure
+what the Litestar mount costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from contextlib import asynccontextmanager
+
+from services.runtime import natsio
+
+from ..keycache import KeyCache
+from . import Proxy, ProxySettings, build_proxy
+
+
+class ProxyStack:
+    """NATS connection + optional pool + key cache + proxy, started and stopped together."""
+
+    def __init__(self, *, nats_url: str, database_url: str | None = None, settings: ProxySettings | None = None,
+                 authenticate_session=None) -> None:
+        self.nats_url = nats_url
+        self.database_url = database_url
+        self.settings = settings or ProxySettings.from_env()
+        self.authenticate_session = authenticate_session
+        self.nc = None
+        self.pool = None
+        self.key_cache = KeyCache()
+        self.proxy: Proxy | None = None
+
+    def build(self) -> Proxy:
+        # The proxy object (and its route handlers) exists before start, as in the API's app factory.
+        self.proxy = build_proxy(nc=None, pool=None, key_cache=self.key_cache, settings=self.settings,
+                                 authenticate_session=self.authenticate_session)
+        return self.proxy
+
+    async def start(self) -> None:
+        self.nc = await natsio.connect(self.nats_url, name="inventiv-proxy")
+        if self.database_url:
+            from services.runtime import pg
+
+            self.pool = await pg.create_pool(self.database_url, min_size=1, max_size=4)
+        await self.key_cache.start(self.nc, self.pool)
+        proxy = self.proxy or self.build()
+        await proxy.start(nc=self.nc, pool=self.pool)
+
+    async def stop(self) -> None:
+        if self.proxy is not None:
+            await self.proxy.stop()
+        await self.key_cache.stop()
+        if self.pool is not None:
+            await self.pool.close()
+        if self.nc is not None:
+            await self.nc.drain()
+
+
+def create_app(*, nats_url: str | None = None, database_url: str | None = None,
+               settings: ProxySettings | None = None, authenticate_session=None, bypass_litestar: bool = False):
+    """A minimal Litestar app containing only the proxy (mounted at ``/v1``) and ``GET /healthz``.
+
+    ``bypass_litestar=True`` returns the same app wrapped by ``Proxy.wrap_asgi``: ``/v1/*`` is
+    dispatched to the proxy before Litestar (what ``--raw`` measures).
+    """
+    from litestar import Litestar, get
+
+    stack = ProxyStack(
+        nats_url=nats_url or os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
+        database_url=database_url if database_url is not None else (os.environ.get("DATABASE_URL") or None),
+        settings=settings,
+        authenticate_session=authenticate_session,
+    )
+    proxy = stack.build()
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        await stack.start()
+        try:
+            yield
+        finally:
+            await stack.stop()
+
+    @get("/healthz", sync_to_thread=False)
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    app = Litestar(route_handlers=[*proxy.route_handlers, healthz], lifespan=[lifespan], openapi_config=None)
+    app.state.proxy_stack = stack
+    if bypass_litestar:
+        wrapped = proxy.wrap_asgi(app)
+        wrapped.state = app.state  # type: ignore[attr-defined]
+        return wrapped
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    from services.runtime.logging import configure_logging
+
+    parser = argparse.ArgumentParser(description="Inventiv OpenAI proxy, standalone")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8010)
+    parser.add_argument("--raw", action="store_true", help="answer /v1 before Litestar (Proxy.wrap_asgi)")
+    parser.add_argument("--log-level", default=os.environ.get("INVENTIV_LOG_LEVEL", "warning"))
+    args = parser.parse_args(argv)
+    configure_logging("proxy", fmt=os.environ.get("INVENTIV_LOG_FORMAT", "console"), level=args.log_level)
+    app = create_app(bypass_litestar=args.raw)
+    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools", access_log=False,
+                log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=30)
+
+
+if __name__ == "__main__":
+    main()
