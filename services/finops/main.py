@@ -13,8 +13,9 @@ import asyncio
 
 import structlog
 
-from services.projector.runner import Backoff, catch_up, run_projection, sleep_or_stop
+from services.projector.runner import catch_up, run_projection
 from services.runtime import natsio, pg
+from services.runtime.retry import retry_until_stopped
 from services.runtime.service import run_service
 from services.runtime.settings import RuntimeSettings
 
@@ -26,29 +27,17 @@ from .store import DEFAULT_SCHEMA
 log = structlog.get_logger("finops")
 
 
-async def _retry(what: str, make, stop: asyncio.Event):
-    backoff = Backoff(first=0.5, cap=10.0)
-    while not stop.is_set():
-        try:
-            return await make()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            delay = backoff.next()
-            log.warning("finops.start_retry", step=what, error=f"{type(exc).__name__}: {exc}", retry_in_s=round(delay, 1))
-            await sleep_or_stop(stop, delay)
-    return None
-
-
 async def run_finops(nc, pool, stop: asyncio.Event, *, schema: str = DEFAULT_SCHEMA, closer_delay_s: float = 1.0) -> None:
     """The three loops over an open NATS connection and pool (also used by tests and ``up``)."""
-    outcome = await _retry("schema", lambda: ensure_schema(nc, pool, schema=schema), stop)
+    outcome = await retry_until_stopped("finops", "schema", lambda: ensure_schema(nc, pool, schema=schema), stop)
     if outcome is None:
         return
     log.info("finops.schema", schema=schema, outcome=outcome)
     # Billing first, so the closer's first (catch-up) pass sees every interval already logged.
     billing = BillingProjection()
-    if await _retry("billing_catch_up", lambda: catch_up(nc, pool, billing, schema=schema), stop) is None:
+    if await retry_until_stopped(
+        "finops", "billing_catch_up", lambda: catch_up(nc, pool, billing, schema=schema), stop
+    ) is None:
         return
     tasks = [
         asyncio.create_task(run_projection(nc, pool, billing, schema=schema, stop=stop), name="billing"),
@@ -64,12 +53,15 @@ async def run_finops(nc, pool, stop: asyncio.Event, *, schema: str = DEFAULT_SCH
 
 
 async def serve(settings: RuntimeSettings, stop: asyncio.Event) -> None:
-    nc = await _retry("nats", lambda: natsio.connect(settings.nats_url, name="finops"), stop)
+    nc = await retry_until_stopped(
+        "finops", "nats", lambda: natsio.connect(settings.nats_url, name="finops"), stop)
     if nc is None:
         return
     pool = None
     try:
-        pool = await _retry("postgres", lambda: pg.create_pool(settings.database_url, min_size=1, max_size=4), stop)
+        pool = await retry_until_stopped(
+            "finops", "postgres", lambda: pg.create_pool(settings.database_url, min_size=1, max_size=4), stop
+        )
         if pool is None:
             return
         await run_finops(nc, pool, stop)

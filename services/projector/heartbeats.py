@@ -25,7 +25,9 @@ from contracts import codec, subjects
 
 from . import metrics
 from .projections.action_log import uuid_or_none
-from .runner import DATA_ERRORS, Backoff, OrderedReader, StreamRecord, sleep_or_stop
+from services.runtime.retry import Backoff, sleep_or_stop
+
+from .runner import DATA_ERRORS, OrderedReader, StreamRecord
 
 log = structlog.get_logger(__name__)
 

@@ -12,45 +12,34 @@ import asyncio
 import structlog
 
 from services.runtime import natsio, pg
+from services.runtime.retry import retry_until_stopped
 from services.runtime.service import run_service
 from services.runtime.settings import RuntimeSettings
 
 from .heartbeats import run_heartbeat_recorder
 from .read_model import LIVE_SCHEMA, ReadModelProjection
 from .rebuild import LogProgress
-from .runner import Backoff, run_projection, sleep_or_stop
+from .runner import run_projection
 from .schema import ensure_read_model
 
 log = structlog.get_logger("projector")
 
 
-async def _retry(what: str, make, stop: asyncio.Event):
-    backoff = Backoff(first=0.5, cap=10.0)
-    while not stop.is_set():
-        try:
-            return await make()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            delay = backoff.next()
-            log.warning("projector.start_retry", step=what, error=f"{type(exc).__name__}: {exc}",
-                        retry_in_s=round(delay, 1))  # fmt: skip
-            await sleep_or_stop(stop, delay)
-    return None
-
-
 async def serve(settings: RuntimeSettings, stop: asyncio.Event) -> None:
-    nc = await _retry("nats", lambda: natsio.connect(settings.nats_url, name="projector"), stop)
+    nc = await retry_until_stopped(
+        "projector", "nats", lambda: natsio.connect(settings.nats_url, name="projector"), stop)
     if nc is None:
         return
     pool = None
     try:
-        pool = await _retry("postgres", lambda: pg.create_pool(settings.database_url, min_size=1, max_size=4), stop)
+        pool = await retry_until_stopped(
+            "projector", "postgres", lambda: pg.create_pool(settings.database_url, min_size=1, max_size=4), stop
+        )
         if pool is None:
             return
         projection = ReadModelProjection()
-        outcome = await _retry(
-            "read_model", lambda: ensure_read_model(nc, pool, projection, progress=LogProgress()), stop
+        outcome = await retry_until_stopped(
+            "projector", "read_model", lambda: ensure_read_model(nc, pool, projection, progress=LogProgress()), stop
         )
         if outcome is None:
             return

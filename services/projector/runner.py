@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -39,6 +38,8 @@ from typing import Any, NamedTuple, Protocol, Union, runtime_checkable
 
 import asyncpg
 import structlog
+
+from services.runtime.retry import Backoff, sleep_or_stop
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
@@ -341,26 +342,6 @@ async def _get_or_stop(queue: asyncio.Queue, timeout: float, stop: asyncio.Event
     else:  # it completed while being cancelled: keep the message
         return getter.result()
     return None
-
-
-class Backoff:
-    def __init__(self, first: float = 0.1, cap: float = 5.0):
-        self._first, self._cap, self._next = first, cap, first
-
-    def reset(self) -> None:
-        self._next = self._first
-
-    def next(self) -> float:
-        value = self._next
-        self._next = min(self._cap, self._next * 2)
-        return value * (0.5 + random.random() / 2)
-
-
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass
 
 
 async def _maybe_await(value: Any) -> None:
