@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-
-import pytest
 from litestar.testing import AsyncTestClient
 
 from .conftest import Api, add_member, make_app
 
-@pytest.mark.skipif(importlib.util.find_spec("services.api.proxy") is None, reason="no proxy in this checkout")
 async def test_proxy_is_mounted_and_accepts_api_keys_and_sessions(nats_server, nats_client, api_db, pool, tmp_path):
     app = make_app(nats_server, api_db, tmp_path, mount_proxy=True)
     async with AsyncTestClient(app, base_url="http://testserver.local") as client:
@@ -25,7 +21,6 @@ async def test_proxy_is_mounted_and_accepts_api_keys_and_sessions(nats_server, n
         assert refused.status_code == 401 and "error" in refused.json()  # OpenAI's error shape, not problem+json
 
 
-@pytest.mark.skipif(importlib.util.find_spec("services.api.routes.finops") is None, reason="no FinOps routes")
 async def test_finops_routes_are_registered_and_need_credentials(api):
     assert (await api.client.get("/finops/cost/current")).status_code == 401
     spec = (await api.client.get("/api-docs/openapi.json")).json()

@@ -3,7 +3,6 @@ and (when the agent package is there) the whole path with a real agent and its f
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from datetime import datetime, timezone
@@ -90,10 +89,6 @@ def test_agent_environment_carries_identity_only(state_dir, monkeypatch):
     assert "DATABASE_URL" not in env and "INVENTIV_PROVIDER" not in env
 
 
-agent_missing = importlib.util.find_spec("agent.main") is None
-
-
-@pytest.mark.skipif(agent_missing, reason="the agent package is not importable")
 async def test_real_agent_end_to_end(nats_client, nats_server, state_dir):
     """ProvisionInstance → a real agent process heartbeats → ready → terminate → the process is gone."""
     compute = MockCompute(state_dir, nats_url=nats_server.url, heartbeat_interval_s=0.3)

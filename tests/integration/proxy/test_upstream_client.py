@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 
+from tests.helpers import wait_until
+
 from services.api.proxy.upstream import Target, UpstreamClient, UpstreamError
 
 
@@ -18,6 +20,7 @@ class RawServer:
         self.delay_s = delay_s
         self.requests: list[bytes] = []
         self.connections = 0
+        self.closed = 0
         self.server = None
         self.writers = []
 
@@ -48,6 +51,8 @@ class RawServer:
                         await asyncio.sleep(self.delay_s)
                 if self.close_after:
                     writer.close()
+                    await writer.wait_closed()
+                    self.closed += 1
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
@@ -109,7 +114,7 @@ async def test_idle_connection_closed_by_the_engine_is_replaced_once():
     resp = await client.request(srv.target, b"{}", "r", stream=False)
     await resp.read()
     resp.release()  # keep-alive according to the headers, but the server closes right after
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: srv.closed == 1, timeout_s=5, message="the engine closed the idle connection")
     resp = await client.request(srv.target, b"{}", "r", stream=False)
     assert await resp.read() == b'{"ok":true}'
     resp.release()
