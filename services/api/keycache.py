@@ -24,12 +24,10 @@ import structlog
 from contracts.events import ApiKeyCreated, ApiKeyRevoked
 
 from .keys import hash_api_key, looks_like_api_key
+from .read_model_snapshot import read_model_snapshot
 
 log = structlog.get_logger(__name__)
 
-# The projector keeps one checkpoint for all of ``rm`` (services/projector/read_model.py, NAME), written in
-# the same transaction as the rows; read together in one snapshot they say exactly which events the rows hold.
-READ_MODEL_CHECKPOINT_SQL = "SELECT coalesce((SELECT last_seq FROM rm.checkpoints WHERE name = 'read_model'), 0)"
 KEY_EVENT_SUBJECTS = ["evt.*.api_key.*.created", "evt.*.api_key.*.revoked"]
 
 
@@ -118,20 +116,9 @@ class KeyCache:
 
     async def load(self, pool) -> int:
         """Load keys from ``rm.api_keys``; returns the checkpoint they reflect (0 = replay everything)."""
-        if pool is None:
-            return 0
-        try:
-            async with pool.acquire() as conn:
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    checkpoint = await conn.fetchval(READ_MODEL_CHECKPOINT_SQL)
-                    rows = await conn.fetch(
-                        "SELECT id, org_id, user_id, key_hash, scopes, expires_at, revoked_at FROM rm.api_keys"
-                    )
-        except Exception as exc:  # no read model yet (fresh install, rebuild in progress): replay events
-            log.info("keycache.no_read_model", error=type(exc).__name__)
-            return 0
-        if not checkpoint:
-            return 0
+        checkpoint, rows = await read_model_snapshot(
+            pool, "SELECT id, org_id, user_id, key_hash, scopes, expires_at, revoked_at FROM rm.api_keys", what="api_keys"
+        )
         for row in rows:
             if row["revoked_at"] is not None:
                 self.revoke(str(row["id"]))

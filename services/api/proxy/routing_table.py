@@ -48,7 +48,7 @@ from contracts.events import (
     InstanceUnavailable,
 )
 
-from ..keycache import READ_MODEL_CHECKPOINT_SQL
+from ..read_model_snapshot import read_model_snapshot
 from .jsfollow import EventFollower
 
 log = structlog.get_logger(__name__)
@@ -266,25 +266,15 @@ class RoutingTable:
         return loaded
 
     async def _load_instances(self, pool) -> int:
-        if pool is None:
-            return 0
-        try:
-            async with pool.acquire() as conn:
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    checkpoint = await conn.fetchval(READ_MODEL_CHECKPOINT_SQL)
-                    rows = await conn.fetch(
-                        "SELECT id, org_id, model_name, upstream_url, status FROM rm.instances "
-                        "WHERE status IN ('ready', 'unavailable', 'draining') AND upstream_url IS NOT NULL"
-                    )
-        except Exception as exc:
-            log.info("routing.no_read_model", error=type(exc).__name__)
-            return 0
-        if not checkpoint:
-            return 0
+        checkpoint, rows = await read_model_snapshot(
+            pool,
+            "SELECT id, org_id, model_name, upstream_url, status FROM rm.instances "
+            "WHERE status IN ('ready', 'unavailable', 'draining') AND upstream_url IS NOT NULL",
+            what="instances",
+        )
         for row in rows:
-            status = "ready" if row["status"] == "ready" else row["status"]
             self.set_instance(str(row["id"]), org_id=str(row["org_id"]), model=row["model_name"],
-                              upstream_url=row["upstream_url"], status=status)
+                              upstream_url=row["upstream_url"], status=row["status"])
         return int(checkpoint)
 
     async def start(self, nc, pool) -> None:
