@@ -53,7 +53,7 @@ def stack(tmp_path: Path):
         INVENTIV_PG_PORT=str(free_port()),
         INVENTIV_ADMIN_EMAIL=ADMIN_EMAIL,
         INVENTIV_ADMIN_PASSWORD=ADMIN_PASSWORD,
-        INVENTIV_HEARTBEAT_INTERVAL_S="0.5",
+        INVENTIV_MOCK_HEARTBEAT_INTERVAL_S="0.5",
         INVENTIV_LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
         # Each service's metrics port must not collide with a developer's running stack.
