@@ -29,3 +29,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", forb
     correlation_id: str
     causation_id: str
     occurred_at: datetime
+
+
+class Event(Envelope, frozen=True, kw_only=True):
+    """A fact appended to the EVENTS stream (see ``contracts.events``)."""

@@ -10,14 +10,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Union
 
-from .base import Envelope
+from .base import Envelope, Event
 from .catalog import Placement
+from .identity import *  # noqa: F403  (identity events are part of this vocabulary)
+from .identity import IdentityAnyEvent
 
 FailureStatus = Literal["provisioning_failed", "startup_failed", "failed"]
 
 
-class Event(Envelope, frozen=True, kw_only=True):
-    pass
 
 
 # --- instance lifecycle -------------------------------------------------------------------
@@ -104,45 +104,6 @@ class CommandRejected(Event, frozen=True, kw_only=True, tag="command.rejected"):
     instance_id: str | None = None
 
 
-# --- identity -----------------------------------------------------------------------------
-
-
-class OrganizationCreated(Event, frozen=True, kw_only=True, tag="organization.created"):
-    organization_id: str
-    name: str
-    slug: str
-    created_by_user_id: str | None = None
-
-
-class UserCreated(Event, frozen=True, kw_only=True, tag="user.created"):
-    user_id: str
-    email: str
-    # An argon2 hash, never the password.
-    password_hash: str
-    is_admin: bool = False
-
-
-class MemberAdded(Event, frozen=True, kw_only=True, tag="membership.added"):
-    organization_id: str
-    user_id: str
-    role: Literal["owner", "admin", "manager", "user"]
-
-
-class ApiKeyCreated(Event, frozen=True, kw_only=True, tag="api_key.created"):
-    key_id: str
-    name: str
-    # The visible prefix (e.g. ``sk-inv-1a2b3c``) and a SHA-256 of the whole key: the key itself is shown once.
-    prefix: str
-    key_hash: str
-    user_id: str
-    scopes: tuple[str, ...] = ("inference", "manage")
-    expires_at: datetime | None = None
-
-
-class ApiKeyRevoked(Event, frozen=True, kw_only=True, tag="api_key.revoked"):
-    key_id: str
-
-
 InstanceAnyEvent = Union[
     InstanceRequested,
     InstanceServerCreated,
@@ -176,11 +137,7 @@ AnyEvent = Union[
     InstanceFailed,
     InstanceArchived,
     CommandRejected,
-    OrganizationCreated,
-    UserCreated,
-    MemberAdded,
-    ApiKeyCreated,
-    ApiKeyRevoked,
+    IdentityAnyEvent,
 ]
 
 

@@ -33,7 +33,7 @@ from contracts import subjects
 from contracts.events import CommandRejected, event_tag
 from contracts.ids import SYSTEM_ORG, derived_id
 
-from . import metrics
+from . import failpoints, metrics
 from .domain import backoff, reasons
 from .domain.decide import (
     DEFAULT_POLICY,
@@ -416,10 +416,12 @@ async def _ensure_server(effect: EnsureServer, ports: Ports):
         return found[0]
     prefix = ports.config.tags_prefix
     tags = (prefix, f"{prefix}:instance={effect.instance_id}", f"{prefix}:org={effect.org_id}")
+    failpoints.hit("before_provider_create")
     info = await provider_call(
         ports, "create_server", ports.compute.create_server,
         effect.instance_id, effect.org_id, effect.placement, None, tags,
     )
+    failpoints.hit("after_provider_create")
     log.info("orchestrator.server_created", server_id=info.server_id, upstream_url=info.upstream_url)
     return info
 

@@ -29,7 +29,7 @@ from contracts import codec
 from contracts import commands as cmd
 from contracts.headers import MSG_ID
 
-from .. import handlers, metrics
+from .. import failpoints, handlers, metrics
 from ..domain.decide import ORCHESTRATOR_ACTOR
 from ..handlers import Done, Outcome, Ports, Rejected, Retry
 
@@ -208,6 +208,7 @@ class CommandConsumer:
             elif label == "gave_up" and isinstance(outcome, Rejected):
                 await msg.term()
             else:
+                failpoints.hit("before_ack")
                 await msg.ack()
         except Exception as exc:  # the message comes back after ack_wait; handling it again is harmless
             log.warning("orchestrator.ack_failed", error=repr(exc), outcome=label)
