@@ -6,7 +6,7 @@ import msgspec
 
 from . import subjects
 from .commands import AnyCommand
-from .events import AnyEvent, CommandRejected, Event, InstanceEvent, event_tag, split_tag
+from .events import AnyEvent, CatalogOffersObserved, CommandRejected, Event, InstanceEvent, event_tag, split_tag
 from .heartbeats import Heartbeat
 from .ids import GLOBAL_ORG
 from .usage import UsageRecord
@@ -46,10 +46,15 @@ def event_address(event: Event) -> tuple[str, str]:
         return "instance", event.instance_id
     if isinstance(event, CommandRejected):
         return ("instance", event.instance_id) if event.instance_id else ("command", event.command_id)
+    if isinstance(event, CatalogOffersObserved):
+        return "catalog", event.catalog_key
     tag = event_tag(event)
     if tag.startswith("membership."):
         # A membership belongs to the user within the org the subject already names.
         return "membership", event.user_id  # type: ignore[attr-defined]
+    if tag.startswith("invitation."):
+        # An accepted invitation names the user too; it still belongs to the invitation.
+        return "invitation", event.invitation_id  # type: ignore[attr-defined]
     for attr, aggregate in (("key_id", "api_key"), ("user_id", "user"), ("organization_id", "organization")):
         if hasattr(event, attr):
             return aggregate, getattr(event, attr)

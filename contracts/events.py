@@ -10,6 +10,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Union
 
+import msgspec
+
 from .base import Envelope, Event
 from .catalog import Placement
 from .identity import *  # noqa: F403  (identity events are part of this vocabulary)
@@ -53,6 +55,8 @@ class InstanceBillingStopped(InstanceEvent, frozen=True, kw_only=True, tag="inst
 
 class InstanceInstallPhaseReached(InstanceEvent, frozen=True, kw_only=True, tag="instance.install_phase_reached"):
     phase: str
+    # Which install this phase belongs to: 0 for the first, +1 per reinstall.
+    generation: int = 0
 
 
 class InstanceWorkerStarting(InstanceEvent, frozen=True, kw_only=True, tag="instance.worker_starting"):
@@ -66,14 +70,33 @@ class InstanceReady(InstanceEvent, frozen=True, kw_only=True, tag="instance.read
 
 class InstanceUnavailable(InstanceEvent, frozen=True, kw_only=True, tag="instance.unavailable"):
     reason_code: str
+    # What the worker said, e.g. "stalled" (its heartbeat reason), for people reading the log.
+    message: str = ""
 
 
 class InstanceRecovered(InstanceEvent, frozen=True, kw_only=True, tag="instance.recovered"):
     pass
 
 
+class InstanceDraining(InstanceEvent, frozen=True, kw_only=True, tag="instance.draining"):
+    """The worker said it is draining: it finishes in-flight requests and takes no new ones."""
+
+    reason_code: str
+
+
+class InstanceReinstallRequested(InstanceEvent, frozen=True, kw_only=True, tag="instance.reinstall_requested"):
+    """The worker is installed again on the same server, as install ``generation``."""
+
+    generation: int
+    reason_code: str
+    # A fresh bring-up window for the new install.
+    startup_deadline: datetime
+
+
 class InstanceTerminationRequested(InstanceEvent, frozen=True, kw_only=True, tag="instance.termination_requested"):
     reason_code: str
+    # Set when the instance is replaced: the id of the instance provisioned in its place.
+    replaced_by: str | None = None
 
 
 class InstanceServerDeleted(InstanceEvent, frozen=True, kw_only=True, tag="instance.server_deleted"):
@@ -104,6 +127,36 @@ class CommandRejected(Event, frozen=True, kw_only=True, tag="command.rejected"):
     instance_id: str | None = None
 
 
+# --- catalog ------------------------------------------------------------------------------
+
+
+class ProviderOffer(msgspec.Struct, frozen=True, kw_only=True):
+    """One server type as a provider offered it in a zone when observed."""
+
+    name: str
+    hourly_price_eur: Decimal
+    gpu_count: int
+    gpu_memory_gb: int | None = None
+    ram_gb: int | None = None
+    available: bool = True
+    diskless: bool = False
+
+
+class CatalogOffersObserved(Event, frozen=True, kw_only=True, tag="catalog.offers_observed"):
+    """What the provider offered in one zone (types, prices, stock), read by a catalog sync.
+
+    Subject ``evt.system.catalog.<provider>-<zone>.offers_observed``; the newest observation wins.
+    """
+
+    provider_code: str
+    zone_code: str
+    offers: tuple[ProviderOffer, ...] = ()
+
+    @property
+    def catalog_key(self) -> str:
+        return f"{self.provider_code}-{self.zone_code}"
+
+
 InstanceAnyEvent = Union[
     InstanceRequested,
     InstanceServerCreated,
@@ -114,6 +167,8 @@ InstanceAnyEvent = Union[
     InstanceReady,
     InstanceUnavailable,
     InstanceRecovered,
+    InstanceDraining,
+    InstanceReinstallRequested,
     InstanceTerminationRequested,
     InstanceServerDeleted,
     InstanceTerminated,
@@ -131,12 +186,15 @@ AnyEvent = Union[
     InstanceReady,
     InstanceUnavailable,
     InstanceRecovered,
+    InstanceDraining,
+    InstanceReinstallRequested,
     InstanceTerminationRequested,
     InstanceServerDeleted,
     InstanceTerminated,
     InstanceFailed,
     InstanceArchived,
     CommandRejected,
+    CatalogOffersObserved,
     IdentityAnyEvent,
 ]
 

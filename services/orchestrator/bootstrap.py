@@ -2,7 +2,9 @@
 
 Environment (read once, in ``orchestrator_settings_from_env``):
 
-- ``INVENTIV_PROVIDER``: ``mock`` (default). ``scaleway`` is not wired yet.
+- ``INVENTIV_PROVIDER``: ``mock`` (default) or ``scaleway`` (settings in
+  ``adapters/scaleway/settings.py`` and the README's "Scaleway provider" section; missing
+  credentials stop the start-up with a message naming them).
 - ``INVENTIV_ORCHESTRATOR_CONCURRENCY``: commands handled at once per replica (16).
 - ``INVENTIV_PROVIDER_TIMEOUT_S``: outer timeout of one provider call (60).
 - ``INVENTIV_PROVIDER_CONCURRENCY``: provider calls at once per replica (8).
@@ -20,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -31,15 +34,23 @@ from services.runtime.settings import RuntimeSettings, env_float, env_int
 
 from .adapters import mock_compute
 from .adapters.engine_probe import HttpEngineProbe
+from .adapters.fleet_view import JetStreamFleetView
+from .adapters.ticker import Ticker, TickSchedule
+from .fleet import FleetConfig, handle_fleet
+from .lifecycle_settings import fleet_config_from_env, policy_from_env, tick_schedule_from_env
 from .adapters.heartbeat_watch import HeartbeatWatcher
 from .adapters.jetstream_consumer import CommandConsumer, ConsumerConfig
 from .adapters.nats_ports import JetStreamCommandPublisher, JetStreamHeartbeatReader
 from .handlers import HandlerConfig, Ports, SystemClock
 from .ports import Compute
 
+if TYPE_CHECKING:
+    from .adapters.scaleway.settings import ScalewaySettings
+
 log = structlog.get_logger(__name__)
 
-PROVIDERS = ("mock",)
+PROVIDERS = ("mock", "scaleway")
+TIMERS_DURABLE = "orchestrator-timers"  # nats/consumers/orchestrator-timers.json
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +62,7 @@ class OrchestratorSettings:
     mock_heartbeat_interval_s: float = 4.0
     mock_failure_rate: float = 0.0
     mock_ambiguous_create_rate: float = 0.0
+    scaleway: "ScalewaySettings | None" = None  # read from the environment when provider == "scaleway"
 
 
 def orchestrator_settings_from_env() -> OrchestratorSettings:
@@ -65,7 +77,17 @@ def orchestrator_settings_from_env() -> OrchestratorSettings:
         mock_heartbeat_interval_s=env_float("INVENTIV_MOCK_HEARTBEAT_INTERVAL_S", 4.0),
         mock_failure_rate=env_float("INVENTIV_MOCK_FAILURE_RATE", 0.0),
         mock_ambiguous_create_rate=env_float("INVENTIV_MOCK_AMBIGUOUS_CREATE_RATE", 0.0),
+        scaleway=_scaleway_settings_from_env() if provider == "scaleway" else None,
     )
+
+
+def _scaleway_settings_from_env() -> "ScalewaySettings":
+    from .adapters.scaleway.settings import ScalewayConfigError, settings_from_env
+
+    try:
+        return settings_from_env()
+    except ScalewayConfigError as exc:
+        raise SystemExit(f"inventiv: {exc}") from None
 
 
 def mock_state_dir(data_dir: Path) -> Path:
@@ -86,7 +108,22 @@ def build_compute(settings: RuntimeSettings, options: OrchestratorSettings) -> C
             failure_rate=options.mock_failure_rate,
             ambiguous_create_rate=options.mock_ambiguous_create_rate,
         )
+    if options.provider == "scaleway":
+        return _scaleway_compute(options)
     raise SystemExit(f"inventiv: provider {options.provider!r} is not available")
+
+
+def _scaleway_compute(options: OrchestratorSettings) -> Compute:
+    from .adapters.scaleway import ScalewayCompute  # imports the SDK: only when chosen
+
+    scaleway = options.scaleway or _scaleway_settings_from_env()
+    # One port call must end (and return "still there, retry later") before the handler's outer
+    # timeout abandons its thread.
+    budget = min(scaleway.operation_budget_s, max(1.0, options.provider_timeout_s * 0.7))
+    try:
+        return ScalewayCompute(replace(scaleway, operation_budget_s=budget))
+    except ValueError as exc:  # the SDK's own checks (key, project id, zone, URL), secrets redacted
+        raise SystemExit(f"inventiv: {exc}") from None
 
 
 def build_ports(
@@ -110,16 +147,36 @@ def build_ports(
 class Orchestrator:
     """The command consumer and the heartbeat watcher, run together until ``stop``."""
 
-    def __init__(self, nc: NATS, ports: Ports, consumer_config: ConsumerConfig | None = None):
+    def __init__(
+        self,
+        nc: NATS,
+        ports: Ports,
+        consumer_config: ConsumerConfig | None = None,
+        *,
+        fleet_config: FleetConfig | None = None,
+        ticks: TickSchedule | None = None,
+    ):
         self.nc = nc
         self.ports = ports
-        self.consumer = CommandConsumer(nc.jetstream(), ports, consumer_config)
+        js = nc.jetstream()
+        config = consumer_config or ConsumerConfig()
+        view = JetStreamFleetView(js, ports.store)
+        fleet_config = fleet_config or FleetConfig()
+
+        async def on_fleet(command):
+            return await handle_fleet(command, ports, view, fleet_config)
+
+        locks: dict = {}  # one command per instance at a time in this replica, across both consumers
+        self.consumer = CommandConsumer(js, ports, config, locks, fleet=on_fleet)
+        self.timers = CommandConsumer(js, ports, replace(config, durable=TIMERS_DURABLE), locks)
         self.watcher = HeartbeatWatcher(nc, ports.commands)
+        # No schedule: no ticks (tests drive fleet commands themselves).
+        self.ticker = Ticker(ports.commands, ticks or TickSchedule(0, 0, 0))
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.watcher.start()
         try:
-            await self.consumer.run(stop)
+            await asyncio.gather(self.consumer.run(stop), self.timers.run(stop), self.ticker.run(stop))
         finally:
             await self.watcher.stop()
             close = getattr(self.ports.probe, "close", None)
@@ -131,7 +188,19 @@ class Orchestrator:
 def build_orchestrator(settings: RuntimeSettings, nc: NATS, options: OrchestratorSettings | None = None) -> Orchestrator:
     options = options or orchestrator_settings_from_env()
     compute = build_compute(settings, options)
-    config = HandlerConfig(provider_timeout_s=options.provider_timeout_s)
-    ports = build_ports(nc, compute, config=config, provider_concurrency=options.provider_concurrency)
-    log.info("orchestrator.configured", provider=options.provider, concurrency=options.concurrency)
-    return Orchestrator(nc, ports, ConsumerConfig(concurrency=options.concurrency, batch=options.concurrency))
+    installer = build_installer(settings, options, compute)
+    policy = policy_from_env(install=installer is not None)
+    config = HandlerConfig(provider_timeout_s=options.provider_timeout_s, policy=policy)
+    ports = build_ports(nc, compute, config=config, provider_concurrency=options.provider_concurrency,
+                        installer=installer)
+    log.info("orchestrator.configured", provider=options.provider, concurrency=options.concurrency,
+             installs_workers=installer is not None, unavailable_action=policy.unavailable_action)
+    return Orchestrator(
+        nc, ports, ConsumerConfig(concurrency=options.concurrency, batch=options.concurrency),
+        fleet_config=fleet_config_from_env(options.provider), ticks=tick_schedule_from_env(),
+    )
+
+
+def build_installer(settings: RuntimeSettings, options: OrchestratorSettings, compute: Compute):
+    """The install driver for providers whose servers need the worker installed (None: the mock starts it)."""
+    return None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
@@ -48,6 +48,7 @@ from .domain.decide import (
 from .domain.decide import give_up as decide_give_up
 from .domain.effects import (
     DeleteServer,
+    DriveInstall,
     Effect,
     EffectFailed,
     EffectResult,
@@ -59,6 +60,7 @@ from .domain.effects import (
 )
 from .domain.evolve import evolve, fold
 from .domain.state import InstanceState
+from .domain.timers import next_timer
 from .ports import (
     Clock,
     CommandPublisher,
@@ -68,7 +70,9 @@ from .ports import (
     EngineProbe,
     EventStore,
     HeartbeatReader,
+    InstallDriver,
     NotFound,
+    Permanent,
     RateLimited,
     Transient,
 )
@@ -88,6 +92,7 @@ class SystemClock:
 class HandlerConfig:
     provider_timeout_s: float = 60.0  # outer timeout of one provider call (the SDK has none)
     probe_timeout_s: float = 5.0  # heartbeat read + engine probe
+    install_step_timeout_s: float = 120.0  # one install step: connect, start or read progress
     keepalive_s: float = 10.0  # in_progress() while an effect runs (ack_wait is 30 s)
     max_conflicts: int = 5  # re-reads after losing an optimistic-concurrency race, per delivery
     max_effects: int = 6  # effects per delivery: a safety valve against a decide/effect loop
@@ -106,6 +111,8 @@ class Ports:
     heartbeats: HeartbeatReader
     probe: EngineProbe
     commands: CommandPublisher
+    # None: the provider starts workers itself (the mock); Policy.install must then be off.
+    installer: InstallDriver | None = None
     clock: Clock = field(default_factory=SystemClock)
     offload: Offload = asyncio.to_thread
     # Bounded concurrency of provider calls (the SDK is blocking; threads are not free).
@@ -146,10 +153,11 @@ class MalformedCommand(ValueError):
     """A command that decodes but can never be handled (unsafe ids in subject positions)."""
 
 
-def validate(command: InstanceCommand) -> None:
+def validate(command: InstanceCommand | cmd.FleetCommand) -> None:
     try:
         subjects.token(command.org_id)
-        subjects.token(command.instance_id)
+        if not isinstance(command, cmd.FLEET_COMMANDS):
+            subjects.token(command.instance_id)
         subjects.token(command.id)
     except subjects.UnsafeSubjectToken as exc:
         raise MalformedCommand(str(exc)) from None
@@ -165,7 +173,7 @@ def is_check_nudge(command: InstanceCommand) -> bool:
     }
 
 
-NUDGE_STATUSES = ("starting", "ready", "failed")
+NUDGE_STATUSES = ("starting", "ready", "failed", "unhealthy", "draining")
 
 
 def nudge_command_id(instance_id: str, worker_status: str) -> str:
@@ -228,6 +236,8 @@ async def handle(
             continue
         pending = None
 
+        for extra in decision.publish:
+            await ports.commands.publish(extra)
         if decision.schedule_check:
             await _schedule_check(ports, command, now)
         if decision.rejection is not None:
@@ -243,14 +253,20 @@ async def handle(
             pending = (decision.effect, result)
             state = None  # the instance may have moved on while the effect ran: judge the result on fresh state
             continue
+        if decision.retry is None and isinstance(command, cmd.CheckInstance):
+            # A check is the instance's timer: it fires again while there is something to watch.
+            decision = replace(decision, retry=next_timer(state, cfg.policy))
         if decision.retry is not None:
             return Retry(_retry_delay(decision.retry, cfg, attempt, command, now), decision.retry.kind)
         return Done(appended)
 
 
 def _retry_delay(retry: RetryLater, cfg: HandlerConfig, attempt: int, command: InstanceCommand, now: datetime) -> float:
-    curve = cfg.check_backoff if retry.kind == "check" else cfg.provider_backoff
-    delay = max(curve.delay(attempt, command.instance_id), retry.min_delay_s)
+    if retry.kind == "watch":
+        delay = retry.min_delay_s  # a fixed period, not a backoff: detection time must stay bounded
+    else:
+        curve = cfg.check_backoff if retry.kind == "check" else cfg.provider_backoff
+        delay = max(curve.delay(attempt, command.instance_id), retry.min_delay_s)
     if retry.not_after is not None:
         # Wake up just after the deadline at the latest, so the timeout is recorded on time.
         delay = min(delay, max(0.0, (retry.not_after - now).total_seconds()) + 0.05)
@@ -346,6 +362,8 @@ async def perform(effect: Effect, ports: Ports, keepalive: Keepalive | None) -> 
                 return await _delete_server(effect, ports)
             if isinstance(effect, ProbeWorker):
                 return await asyncio.wait_for(_probe_worker(effect, ports), ports.config.probe_timeout_s)
+            if isinstance(effect, DriveInstall):
+                return await _drive_install(effect, ports)
         except ComputeError as exc:
             return EffectFailed(exc.kind, str(exc) or type(exc).__name__,
                                 getattr(exc, "retry_after_s", None))
@@ -476,9 +494,21 @@ async def _probe_worker(effect: ProbeWorker, ports: Ports) -> WorkerObservation:
         return WorkerObservation(None, None)
     hb = observed.heartbeat
     listed = None
-    if hb.status == "ready" and effect.upstream_url:
+    if effect.probe_engine and hb.status == "ready" and effect.upstream_url:
         listed = await ports.probe.lists_model(effect.upstream_url, effect.model_name)
-    return WorkerObservation(hb.status, observed.received_at, hb.reason, listed)
+    return WorkerObservation(hb.status, observed.received_at, hb.reason, listed, hb.interval_s)
+
+
+async def _drive_install(effect: DriveInstall, ports: Ports):
+    if ports.installer is None:
+        raise Permanent("no installer is configured for this provider")
+    started = time.monotonic()
+    try:
+        return await asyncio.wait_for(ports.installer.drive(effect), ports.config.install_step_timeout_s)
+    except asyncio.TimeoutError:
+        raise Transient(f"install step timed out after {ports.config.install_step_timeout_s}s") from None
+    finally:
+        metrics.PROVIDER_SECONDS.labels("install_step").observe(time.monotonic() - started)
 
 
 __all__ = [

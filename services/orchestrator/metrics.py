@@ -51,3 +51,18 @@ CHECKS_PUBLISHED = Counter(
     "CheckInstance commands published, by cause (provisioned, heartbeat_<status>, continue).",
     ["cause"],
 )
+INSTANCES = Gauge(
+    "inventiv_orchestrator_instances",
+    "Instances by lifecycle status, as of the last fleet reconciliation (every replica that ran one).",
+    ["status"],
+)
+FLEET_ACTIONS = Counter(
+    "inventiv_orchestrator_fleet_actions_total",
+    "What fleet upkeep did: servers/volumes/ips deleted or reported, instances found provider-deleted.",
+    ["action", "why"],
+)
+TICKS_PUBLISHED = Counter(
+    "inventiv_orchestrator_ticks_published_total",
+    "Fleet ticks this replica published (the stream keeps one per window across replicas).",
+    ["tick"],
+)

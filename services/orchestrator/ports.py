@@ -18,7 +18,8 @@ from contracts.events import Event
 from contracts.heartbeats import Heartbeat
 from services.runtime.eventstore import ConcurrencyConflict, LoadedEvent
 
-from .domain.effects import ServerInfo
+from .domain.effects import DriveInstall, InstallObservation, ServerInfo
+from .domain.resources import IpInfo, ServerTypeOffer, VolumeInfo
 
 __all__ = [
     "Clock",
@@ -30,13 +31,17 @@ __all__ = [
     "EngineProbe",
     "EventStore",
     "HeartbeatReader",
+    "InstallDriver",
+    "IpInfo",
     "LoadedEvent",
     "NotFound",
     "ObservedHeartbeat",
     "Permanent",
     "RateLimited",
     "ServerInfo",
+    "ServerTypeOffer",
     "Transient",
+    "VolumeInfo",
 ]
 
 
@@ -103,6 +108,23 @@ class Compute(Protocol):
 
     def list_servers(self, zone: str) -> list[ServerInfo]: ...
 
+    # --- fleet upkeep: leaked volumes and IPs, catalog prices and stock, SSH host-key pins ---
+
+    def list_volumes(self, zone: str) -> list[VolumeInfo]: ...  # every block volume of the project
+
+    def delete_volume(self, volume_id: str, zone: str) -> None: ...  # NotFound when gone; Conflict in use
+
+    def list_ips(self, zone: str) -> list[IpInfo]: ...  # every reserved public IP of the project
+
+    def delete_ip(self, ip_id: str, zone: str) -> None: ...  # NotFound when gone
+
+    def list_server_types(self, zone: str) -> list[ServerTypeOffer]: ...  # prices from the provider, now
+
+    def host_key_fingerprints(self, server_id: str, zone: str) -> tuple[str, ...]:
+        """The server's SSH host-key fingerprints (``SHA256:...``) as published through the
+        provider's authenticated API; () while not published yet; NotFound when the server is gone."""
+        ...
+
 
 class EventStore(Protocol):
     async def load(self, aggregate_filter: str, *, from_seq: int = 1) -> list[LoadedEvent]: ...
@@ -127,6 +149,16 @@ class HeartbeatReader(Protocol):
 
 class EngineProbe(Protocol):
     async def lists_model(self, upstream_url: str, model_name: str) -> bool: ...  # False on any failure
+
+
+class InstallDriver(Protocol):
+    """Moves a worker install forward on a server and says where it stands (see domain/install.py).
+
+    Idempotent per generation; raises the error vocabulary above (Permanent: e.g. the server's
+    SSH host key does not match what the provider published).
+    """
+
+    async def drive(self, effect: DriveInstall) -> InstallObservation: ...
 
 
 class CommandPublisher(Protocol):

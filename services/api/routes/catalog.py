@@ -112,5 +112,18 @@ async def list_action_types(request: Request, principal: Principal) -> list[dict
     ))
 
 
-route_handlers = [list_providers, list_regions, list_zones, list_instance_types, zone_instance_types, list_models,
+@get("/catalog/offers", tags=["catalog"],
+     summary="What each provider offers per zone now (types, prices, stock), from the last catalog sync")
+async def list_offers(request: Request, principal: Principal,
+                      provider: str | None = Parameter(default=None, max_length=64, pattern=r"^[a-z0-9_-]+$")
+                      ) -> list[dict[str, Any]]:
+    return _rows(await db.fetch(
+        resources(request).pool,
+        """SELECT provider_code, zone_code, offers, observed_at FROM rm.provider_offers
+           WHERE ($1::text IS NULL OR provider_code = $1) ORDER BY provider_code, zone_code""",
+        provider,
+    ))
+
+
+route_handlers = [list_offers, list_providers, list_regions, list_zones, list_instance_types, zone_instance_types, list_models,
                   list_action_types]

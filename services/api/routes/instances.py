@@ -1,4 +1,4 @@
-"""Instances of the caller's organisation: list, detail, terminate; and the action log.
+"""Instances of the caller's organisation: list, detail, terminate, reinstall, archive; and the action log.
 
 Every query carries ``org_id`` from the credential. Another organisation's instance answers
 404, exactly like one that does not exist.
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, delete, get
+from litestar import Request, Response, delete, get, post, put
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 from nats.js.errors import NotFoundError
 
 from contracts import subjects
-from contracts.commands import TerminateInstance
+from contracts.commands import ArchiveInstance, ReinstallInstance, TerminateInstance
 from contracts.ids import derived_id, new_id
 from services.runtime.eventstore import EVENTS_STREAM
 
@@ -108,23 +108,52 @@ async def _instance_exists(res: Resources, org_id: str, instance_id: str) -> boo
     return True
 
 
-@delete("/instances/{instance_id:str}", status_code=HTTP_202_ACCEPTED, tags=["instances"],
-        summary="Terminate an instance (202 once the command is durable)")
-async def terminate_instance(request: Request, instance_id: str, principal: Principal,
-                             org_id: str) -> Response[CommandAccepted]:
+async def _send_instance_command(
+    request: Request, instance_id: str, principal: Principal, org_id: str, kind: type, verb: str, status: str, **fields
+) -> Response[CommandAccepted]:
+    """Publish ``kind`` for one of the caller's instances; 202 once it is durable.
+
+    With an ``Idempotency-Key`` the command id derives from (verb, org, instance, key): a retried
+    request is the same command, stored once.
+    """
     instance_id = path_uuid("instance_id", instance_id)
     key = idempotency_key(request)
     res = resources(request)
     if not await _instance_exists(res, org_id, instance_id):
         raise Problem(404, "no such instance", type_="not-found")
-    command_id = derived_id("terminate", org_id, instance_id, key) if key is not None else new_id()
+    command_id = derived_id(verb, org_id, instance_id, key) if key is not None else new_id()
     request_id = correlation_id(request)
-    command = TerminateInstance(id=command_id, org_id=org_id, actor=principal.actor, correlation_id=request_id,
-                                causation_id=request_id, occurred_at=utcnow(), instance_id=instance_id)
+    command = kind(id=command_id, org_id=org_id, actor=principal.actor, correlation_id=request_id,
+                   causation_id=request_id, occurred_at=utcnow(), instance_id=instance_id, **fields)
     await publish_command(res.js, command, timeout_s=res.api.publish_timeout_s)
-    body = CommandAccepted(instance_id=instance_id, command_id=command_id, status="terminating",
-                           correlation_id=request_id)
+    body = CommandAccepted(instance_id=instance_id, command_id=command_id, status=status, correlation_id=request_id)
     return Response(body, status_code=HTTP_202_ACCEPTED)
+
+
+@delete("/instances/{instance_id:str}", status_code=HTTP_202_ACCEPTED, tags=["instances"],
+        summary="Terminate an instance (202 once the command is durable)")
+async def terminate_instance(request: Request, instance_id: str, principal: Principal,
+                             org_id: str) -> Response[CommandAccepted]:
+    return await _send_instance_command(request, instance_id, principal, org_id, TerminateInstance,
+                                        "terminate", "terminating")
+
+
+@post("/instances/{instance_id:str}/reinstall", status_code=HTTP_202_ACCEPTED, tags=["instances"],
+      summary="Install the worker again on the same server (202 once the command is durable)")
+async def reinstall_instance(request: Request, instance_id: str, principal: Principal,
+                             org_id: str) -> Response[CommandAccepted]:
+    # Refused by the orchestrator (command.rejected, visible in the action log) when the
+    # instance has no server or the provider starts workers itself.
+    return await _send_instance_command(request, instance_id, principal, org_id, ReinstallInstance,
+                                        "reinstall", "installing")
+
+
+@put("/instances/{instance_id:str}/archive", status_code=HTTP_202_ACCEPTED, tags=["instances"],
+     summary="Archive a terminated instance: hidden from the default list (202 once the command is durable)")
+async def archive_instance(request: Request, instance_id: str, principal: Principal,
+                           org_id: str) -> Response[CommandAccepted]:
+    return await _send_instance_command(request, instance_id, principal, org_id, ArchiveInstance,
+                                        "archive", "archived")
 
 
 @get("/action_logs", tags=["instances"], summary="The latest action-log rows of your organization")
@@ -161,4 +190,5 @@ async def list_action_logs(
     ]
 
 
-route_handlers = [list_instances, get_instance, terminate_instance, list_action_logs]
+route_handlers = [list_instances, get_instance, terminate_instance, reinstall_instance, archive_instance,
+                  list_action_logs]

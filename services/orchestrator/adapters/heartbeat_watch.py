@@ -1,7 +1,7 @@
 """Turns worker status changes into immediate checks, so ``ready`` follows the real signal.
 
 Subscribes to ``hb.>`` (plain NATS; heartbeats are telemetry). When an instance's worker
-status changes to ``starting``, ``ready`` or ``failed``, it publishes a one-shot
+status changes to ``starting``, ``ready``, ``failed``, ``unhealthy`` or ``draining``, it publishes a one-shot
 CheckInstance whose id (and ``Nats-Msg-Id``) is derived from ``check:<instance>:<status>``:
 every replica that sees the change publishes the same id and the stream keeps one. The
 check decides from the stream (last heartbeat, engine probe), never from this message.

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Awaitable, Callable, Mapping
 
 import nats.errors
 import structlog
@@ -35,12 +35,17 @@ from ..handlers import Done, Outcome, Ports, Rejected, Retry
 
 log = structlog.get_logger(__name__)
 
+FleetHandler = Callable[[cmd.FleetCommand], Awaitable[Outcome]]
+
 DEFAULT_MAX_ATTEMPTS: Mapping[str, int] = {
     "instance.provision": 30,  # ~10 min of provider retries, then provisioning_failed
     "instance.terminate": 200,  # keep trying for an hour: a forgotten server costs money
-    "instance.check": 100,  # then a fresh check takes over (the deadline ends the timer, not this)
+    "instance.check": 900,  # then a fresh check takes over (~1 h of 4 s watching; status ends a timer, not this)
     "instance.reinstall": 10,
     "instance.archive": 10,
+    "fleet.reconcile": 5,  # the next tick does it again anyway
+    "fleet.cleanup": 5,
+    "fleet.catalog_sync": 5,
 }
 
 
@@ -57,12 +62,21 @@ class ConsumerConfig:
 
 
 class CommandConsumer:
-    def __init__(self, js: JetStreamContext, ports: Ports, config: ConsumerConfig | None = None):
+    def __init__(
+        self,
+        js: JetStreamContext,
+        ports: Ports,
+        config: ConsumerConfig | None = None,
+        locks: dict[tuple[str, str], list] | None = None,
+        fleet: FleetHandler | None = None,
+    ):
         self._js = js
         self._ports = ports
         self._config = config or ConsumerConfig()
         self._tasks: set[asyncio.Task] = set()
-        self._locks: dict[tuple[str, str], list] = {}  # key -> [lock, users]
+        # key -> [lock, users]; shared with the replica's other consumer (commands and timers).
+        self._locks: dict[tuple[str, str], list] = {} if locks is None else locks
+        self._fleet = fleet
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self._config
@@ -145,7 +159,8 @@ class CommandConsumer:
         metrics.IN_FLIGHT.inc()
         try:
             with structlog.contextvars.bound_contextvars(
-                command_id=command.id, correlation_id=command.correlation_id, instance_id=command.instance_id,
+                command_id=command.id, correlation_id=command.correlation_id,
+                instance_id=getattr(command, "instance_id", None),
                 command_type=kind, delivery=delivered,
             ):
                 try:
@@ -163,6 +178,8 @@ class CommandConsumer:
     async def _handle(self, command, delivered: int, msg) -> tuple[Outcome, str]:
         kind = command.__struct_config__.tag
         budget = self._config.max_attempts.get(kind, self._config.default_max_attempts)
+        if isinstance(command, cmd.FLEET_COMMANDS):
+            return await self._handle_fleet(command, delivered, budget, msg)
         async with self._instance_lock((command.org_id, command.instance_id), msg.in_progress):
             if delivered > budget:
                 return await self._over_budget(command, delivered)
@@ -180,6 +197,20 @@ class CommandConsumer:
                     return await self._over_budget(command, delivered)
                 return outcome, "retry"
             return outcome, "rejected" if isinstance(outcome, Rejected) else "done"
+
+    async def _handle_fleet(self, command, delivered: int, budget: int, msg) -> tuple[Outcome, str]:
+        if self._fleet is None:
+            log.warning("orchestrator.fleet_command_ignored", reason="no fleet handler on this consumer")
+            return Done(), "done"
+        async with self._instance_lock(("fleet", command.__struct_config__.tag), msg.in_progress):
+            try:
+                async with handlers.keeping_alive(msg.in_progress, self._ports.config.keepalive_s):
+                    return await self._fleet(command), "done"
+            except Exception as exc:  # the fleet view could not be read (NATS trouble): the next tick will do
+                log.exception("orchestrator.fleet_error", error=repr(exc))
+                if delivered >= budget:
+                    return Done(), "gave_up"
+                return Retry(self._ports.config.provider_backoff.delay(delivered, command.id), "error"), "error"
 
     async def _over_budget(self, command, delivered: int) -> tuple[Outcome, str]:
         if isinstance(command, cmd.CheckInstance):

@@ -26,6 +26,7 @@ from contracts.heartbeats import Heartbeat
 from services.runtime.eventstore import ConcurrencyConflict, LoadedEvent
 
 from ..domain.effects import ServerInfo
+from ..domain.resources import IpInfo, ServerTypeOffer, VolumeInfo
 from ..ports import NotFound, ObservedHeartbeat, Transient
 
 
@@ -95,6 +96,12 @@ class FakeCompute:
     faults: dict[str, list[Exception]] = field(default_factory=dict)
     # Creates that succeed at the provider but report a Transient error to the caller.
     ambiguous_creates: int = 0
+    # Fleet upkeep state, seeded by tests: volume id -> VolumeInfo, ip id -> IpInfo, zone -> offers,
+    # server id -> published host-key fingerprints.
+    volumes: dict[str, VolumeInfo] = field(default_factory=dict)
+    ips: dict[str, IpInfo] = field(default_factory=dict)
+    server_types: dict[str, list[ServerTypeOffer]] = field(default_factory=dict)
+    host_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -154,6 +161,45 @@ class FakeCompute:
         with self._lock:
             self._enter("list_servers")
             return [s.info for s in self.servers.values() if not s.deleted and s.info.zone == zone]
+
+    def list_volumes(self, zone: str) -> list[VolumeInfo]:
+        with self._lock:
+            self._enter("list_volumes")
+            return [v for v in self.volumes.values() if v.zone == zone]
+
+    def delete_volume(self, volume_id: str, zone: str) -> None:
+        with self._lock:
+            self._enter("delete_volume")
+            volume = self.volumes.get(volume_id)
+            if volume is None or volume.zone != zone:
+                raise NotFound(volume_id)
+            del self.volumes[volume_id]
+
+    def list_ips(self, zone: str) -> list[IpInfo]:
+        with self._lock:
+            self._enter("list_ips")
+            return [ip for ip in self.ips.values() if ip.zone == zone]
+
+    def delete_ip(self, ip_id: str, zone: str) -> None:
+        with self._lock:
+            self._enter("delete_ip")
+            ip = self.ips.get(ip_id)
+            if ip is None or ip.zone != zone:
+                raise NotFound(ip_id)
+            del self.ips[ip_id]
+
+    def list_server_types(self, zone: str) -> list[ServerTypeOffer]:
+        with self._lock:
+            self._enter("list_server_types")
+            return list(self.server_types.get(zone, ()))
+
+    def host_key_fingerprints(self, server_id: str, zone: str) -> tuple[str, ...]:
+        with self._lock:
+            self._enter("host_key_fingerprints")
+            server = self.servers.get(server_id)
+            if server is None or server.deleted:
+                raise NotFound(server_id)
+            return self.host_keys.get(server_id, ())
 
     def live_servers(self, instance_id: str | None = None) -> list[ServerInfo]:
         return [s.info for s in self.servers.values()

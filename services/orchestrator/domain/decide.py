@@ -12,23 +12,31 @@ finds nothing and records the end.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
-import msgspec
-
-from contracts import codec
 from contracts import commands as cmd
 from contracts import events as ev
-from contracts.events import Event, event_tag
-from contracts.ids import derived_id
 
+from . import install, reasons, watch
 from . import lifecycle as lc
-from . import reasons
+from .decision import (
+    DEFAULT_POLICY,
+    DONE,
+    ORCHESTRATOR_ACTOR,
+    Decision,
+    Emitter,
+    InstanceCommand,
+    Policy,
+    Rejection,
+    RetryLater,
+    billing_started,
+    check_command_id,
+    needs_billing_start,
+    reject,
+)
 from .effects import (
     DeleteServer,
+    DriveInstall,
     Effect,
     EffectFailed,
     EffectResult,
@@ -41,136 +49,18 @@ from .effects import (
 )
 from .state import InstanceState
 
-ORCHESTRATOR_ACTOR = "system:orchestrator"
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    # A heartbeat older than this says nothing about the worker (the original trusted 30 s).
-    heartbeat_fresh_s: float = 30.0
-
-
-DEFAULT_POLICY = Policy()
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    reason_code: str
-    message: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryLater:
-    """Come back later. The handler turns this into a delay with ``backoff`` and the attempt number.
-
-    ``kind`` picks the backoff (check timer, provider errors); ``min_delay_s`` is a floor (a
-    provider's Retry-After); ``not_after`` is a time the next attempt must not be later than
-    (the startup deadline, so the timeout fires on time).
-    """
-
-    kind: Literal["check", "provider"]
-    min_delay_s: float = 0.0
-    not_after: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    events: tuple[Event, ...] = ()
-    effect: Effect | None = None
-    retry: RetryLater | None = None
-    rejection: Rejection | None = None
-    # Publish the instance's CheckInstance timer (idempotent: its id derives from the instance id).
-    schedule_check: bool = False
-
-
-DONE = Decision()
-
-InstanceCommand = (
-    cmd.ProvisionInstance | cmd.TerminateInstance | cmd.CheckInstance | cmd.ReinstallInstance | cmd.ArchiveInstance
-)
-
-
-def check_command_id(instance_id: str) -> str:
-    """The id (and Nats-Msg-Id) of the check timer started when an instance's server exists."""
-    return derived_id("check", instance_id)
-
-
-# --- event construction -------------------------------------------------------------------
-
-
-class _Emitter:
-    """Builds events caused by ``command``; ids derive from the command, the state version, the
-    position and the content.
-
-    The same decision on the same state at the same time yields the same ids, so a publish
-    repeated after an ambiguous timeout is dropped by the stream's duplicate window.
-    """
-
-    def __init__(self, state: InstanceState, command: InstanceCommand, now: datetime, actor: str):
-        self._state, self._command, self._now, self._actor = state, command, now, actor
-        self.events: list[Event] = []
-
-    def __call__(self, cls: type[Event], **fields) -> Event:
-        tag = event_tag(cls)
-        draft = cls(
-            id="",
-            org_id=self._command.org_id,
-            actor=self._actor,
-            correlation_id=self._command.correlation_id,
-            causation_id=self._command.id,
-            occurred_at=self._now,
-            instance_id=self._command.instance_id,
-            **fields,
-        )
-        # The content is part of the id: two replicas deciding *different* facts on the same state
-        # (two servers created for one instance) must not have the second silently dropped as a
-        # duplicate; it must hit the optimistic-concurrency check instead.
-        digest = hashlib.blake2b(codec.encode(draft), digest_size=12).hexdigest()
-        event = msgspec.structs.replace(
-            draft, id=derived_id(self._command.id, str(self._state.version), str(len(self.events)), tag, digest)
-        )
-        self.events.append(event)
-        return event
-
-
-def _reject(state: InstanceState, command: InstanceCommand, now: datetime, code: str, message: str) -> Decision:
-    rejected = ev.CommandRejected(
-        id=derived_id(command.id, "rejected"),
-        org_id=command.org_id,
-        actor=ORCHESTRATOR_ACTOR,
-        correlation_id=command.correlation_id,
-        causation_id=command.id,
-        occurred_at=now,
-        command_id=command.id,
-        command_type=command.__struct_config__.tag,
-        reason_code=code,
-        message=message,
-        instance_id=command.instance_id,
-    )
-    return Decision(events=(rejected,), rejection=Rejection(code, message))
-
-
-def _needs_billing_start(state: InstanceState) -> bool:
-    # A recorded server costs money from its creation until its deletion, whatever happens in between.
-    return (
-        state.server_id is not None
-        and not state.billing
-        and not state.billing_stopped
-        and state.status in lc.LIVE
-    )
-
-
-def _billing_started(emit: _Emitter, state: InstanceState) -> None:
-    placement = state.placement
-    assert placement is not None
-    emit(
-        ev.InstanceBillingStarted,
-        hourly_price_eur=placement.hourly_price_eur,
-        provider_code=placement.provider_code,
-        instance_type_code=placement.instance_type_code,
-        model_name=placement.model_name,
-    )
-
+__all__ = [
+    "DEFAULT_POLICY",
+    "ORCHESTRATOR_ACTOR",
+    "Decision",
+    "InstanceCommand",
+    "Policy",
+    "RetryLater",
+    "check_command_id",
+    "decide",
+    "give_up",
+    "on_effect_result",
+]
 
 # --- decide -------------------------------------------------------------------------------
 
@@ -182,25 +72,25 @@ def decide(state: InstanceState, command: InstanceCommand, now: datetime, policy
     if isinstance(command, cmd.ProvisionInstance):
         return _provision(state, command, now)
     if not state.exists:
-        return _reject(state, command, now, reasons.UNKNOWN_INSTANCE, f"no instance {command.instance_id}")
+        return reject(state, command, now, reasons.UNKNOWN_INSTANCE, f"no instance {command.instance_id}")
     if isinstance(command, cmd.TerminateInstance):
         return _terminate(state, command, now)
     if isinstance(command, cmd.CheckInstance):
-        return _check(state, command, now)
+        return _check(state, command, now, policy)
     if isinstance(command, cmd.ArchiveInstance):
         return _archive(state, command, now)
     if isinstance(command, cmd.ReinstallInstance):
-        return _reject(state, command, now, reasons.NOT_SUPPORTED, "reinstall is not supported yet")
+        return _reinstall(state, command, now, policy)
     raise TypeError(f"not an instance command: {command!r}")
 
 
 def _provision(state: InstanceState, command: cmd.ProvisionInstance, now: datetime) -> Decision:
     if not state.exists:
         if not command.placement.model_name.strip():
-            return _reject(state, command, now, reasons.MISSING_MODEL, "placement.model_name is empty")
+            return reject(state, command, now, reasons.MISSING_MODEL, "placement.model_name is empty")
         if command.startup_timeout_s <= 0:
-            return _reject(state, command, now, reasons.INVALID_STARTUP_TIMEOUT, "startup_timeout_s must be > 0")
-        emit = _Emitter(state, command, now, command.actor)
+            return reject(state, command, now, reasons.INVALID_STARTUP_TIMEOUT, "startup_timeout_s must be > 0")
+        emit = Emitter(state, command, now, command.actor)
         emit(
             ev.InstanceRequested,
             placement=command.placement,
@@ -211,7 +101,7 @@ def _provision(state: InstanceState, command: cmd.ProvisionInstance, now: dateti
             effect=EnsureServer(command.instance_id, command.org_id, command.placement),
         )
     if state.requested_by != command.id:
-        return _reject(
+        return reject(
             state, command, now, reasons.INSTANCE_ALREADY_EXISTS, f"instance {command.instance_id} already exists"
         )
     # Our own provisioning, redelivered: resume from what the log says.
@@ -221,9 +111,9 @@ def _provision(state: InstanceState, command: cmd.ProvisionInstance, now: dateti
         # The instance ended (terminated, failed) before a server was recorded; a create in flight
         # at that moment may still have landed. Sweep by tag, record nothing.
         return Decision(effect=DeleteServer(command.instance_id, state.zone, compensating=True))
-    emit = _Emitter(state, command, now, ORCHESTRATOR_ACTOR)
-    if _needs_billing_start(state):
-        _billing_started(emit, state)
+    emit = Emitter(state, command, now, ORCHESTRATOR_ACTOR)
+    if needs_billing_start(state):
+        billing_started(emit, state)
     # A redelivery: if this command was also running elsewhere at the same time (a stalled
     # replica), that delivery may have created a second server before losing the race to record
     # it. Delete every tagged server but the recorded one.
@@ -236,21 +126,36 @@ def _provision(state: InstanceState, command: cmd.ProvisionInstance, now: dateti
 def _terminate(state: InstanceState, command: cmd.TerminateInstance, now: datetime) -> Decision:
     if state.status in lc.TERMINAL:
         return DONE  # already terminated: terminating twice is not an error
-    emit = _Emitter(state, command, now, command.actor)
-    if _needs_billing_start(state):
-        _billing_started(emit, state)
+    emit = Emitter(state, command, now, command.actor)
+    if needs_billing_start(state):
+        billing_started(emit, state)
     if state.status != lc.TERMINATING:
         emit(ev.InstanceTerminationRequested, reason_code=reasons.termination_reason(command.reason))
     server_id = state.server_id if state.has_live_server else None
     return Decision(events=tuple(emit.events), effect=DeleteServer(command.instance_id, state.zone, server_id))
 
 
-def _check(state: InstanceState, command: cmd.CheckInstance, now: datetime) -> Decision:
-    if not state.bringing_up:
-        return DONE  # settled (ready, failed, terminating, ...): the timer stops
+def _check(state: InstanceState, command: cmd.CheckInstance, now: datetime, policy: Policy) -> Decision:
+    """One firing of the instance's timer. Whether it fires again is ``timers.next_timer``'s call."""
+    if state.bringing_up:
+        return _check_bring_up(state, command, now, policy)
+    if state.status in lc.SERVING:
+        return Decision(effect=watch.probe(state))
+    if state.status in (lc.STARTUP_FAILED, lc.FAILED) and state.has_live_server:
+        return watch.failed_server(state, command, now, policy)
+    if state.status == lc.TERMINATING:
+        # Confirm the deletion with the provider, like the terminate command does; a replacement
+        # decided with the termination is (re)published here, so a crash cannot lose it.
+        publish = (watch.replacement(state, command, now, policy),) if state.replaced_by else ()
+        server_id = state.server_id if state.has_live_server else None
+        return Decision(effect=DeleteServer(command.instance_id, state.zone, server_id), publish=publish)
+    return DONE
+
+
+def _check_bring_up(state: InstanceState, command: cmd.CheckInstance, now: datetime, policy: Policy) -> Decision:
     deadline = state.startup_deadline
     if deadline is not None and now >= deadline:
-        emit = _Emitter(state, command, now, ORCHESTRATOR_ACTOR)
+        emit = Emitter(state, command, now, ORCHESTRATOR_ACTOR)
         target = lc.PROVISIONING_FAILED if state.status == lc.PROVISIONING else lc.STARTUP_FAILED
         emit(
             ev.InstanceFailed,
@@ -261,16 +166,36 @@ def _check(state: InstanceState, command: cmd.CheckInstance, now: datetime) -> D
         return Decision(events=tuple(emit.events))
     if state.status == lc.PROVISIONING:
         return Decision(retry=RetryLater("check", not_after=deadline))  # the server is still being created
+    if policy.install and state.status in (lc.BOOTING, lc.INSTALLING) and not install.install_done(state):
+        return Decision(effect=install.drive_install(state))
     assert state.placement is not None
     return Decision(effect=ProbeWorker(command.org_id, command.instance_id, state.upstream_url, state.placement.model_name))
+
+
+def _reinstall(state: InstanceState, command: cmd.ReinstallInstance, now: datetime, policy: Policy) -> Decision:
+    if command.id in state.handled:
+        return DONE  # this reinstall was recorded: a redelivery changes nothing
+    if not policy.install:
+        return reject(state, command, now, reasons.NOT_SUPPORTED,
+                      "this provider starts workers itself; reinstall needs an installer")
+    allowed, _ = lc.TRANSITIONS["instance.reinstall_requested"]
+    if state.status not in allowed or not state.has_live_server:
+        return reject(state, command, now, reasons.INVALID_TRANSITION,
+                      f"cannot reinstall a {state.status} instance" + ("" if state.has_live_server else " without a server"))
+    emit = Emitter(state, command, now, command.actor)
+    emit(ev.InstanceReinstallRequested, generation=state.install_generation + 1,
+         reason_code=reasons.USER_REQUEST,
+         startup_deadline=now + timedelta(seconds=policy.reinstall_startup_timeout_s))
+    # The instance's timer drives the install; make sure one runs (a no-op when it does).
+    return Decision(events=tuple(emit.events), schedule_check=True)
 
 
 def _archive(state: InstanceState, command: cmd.ArchiveInstance, now: datetime) -> Decision:
     if state.status == lc.ARCHIVED:
         return DONE
     if state.status != lc.TERMINATED:
-        return _reject(state, command, now, reasons.INVALID_TRANSITION, f"cannot archive a {state.status} instance")
-    emit = _Emitter(state, command, now, command.actor)
+        return reject(state, command, now, reasons.INVALID_TRANSITION, f"cannot archive a {state.status} instance")
+    emit = Emitter(state, command, now, command.actor)
     emit(ev.InstanceArchived)
     return Decision(events=tuple(emit.events))
 
@@ -293,6 +218,8 @@ def on_effect_result(
         return _server_deleted(state, command, effect, result, now)
     if isinstance(effect, ProbeWorker):
         return _worker_probed(state, command, result, now, policy)
+    if isinstance(effect, DriveInstall):
+        return install.install_driven(state, command, effect, result, now)
     raise TypeError(f"unknown effect {effect!r}")
 
 
@@ -311,7 +238,7 @@ def _server_ensured(
             keep = state.server_id if state.has_live_server else None
             return Decision(effect=DeleteServer(effect.instance_id, state.zone, keep=keep, compensating=True))
         if result.kind in ("permanent", "not_found"):
-            emit = _Emitter(state, command, now, ORCHESTRATOR_ACTOR)
+            emit = Emitter(state, command, now, ORCHESTRATOR_ACTOR)
             emit(
                 ev.InstanceFailed,
                 status=lc.PROVISIONING_FAILED,
@@ -321,7 +248,7 @@ def _server_ensured(
             return Decision(events=tuple(emit.events))
         return _retry_provider(result)
     assert isinstance(result, ServerInfo), result
-    emit = _Emitter(state, command, now, ORCHESTRATOR_ACTOR)
+    emit = Emitter(state, command, now, ORCHESTRATOR_ACTOR)
     if state.status == lc.PROVISIONING:
         emit(
             ev.InstanceServerCreated,
@@ -330,15 +257,15 @@ def _server_ensured(
             upstream_url=result.upstream_url,
             agent_url=result.agent_url,
         )
-        _billing_started(emit, state)
+        billing_started(emit, state)
         # Then make sure it is the only one: another delivery of this command running at the same
         # time (a stalled replica) may have created one too before we recorded ours.
         sweep = DeleteServer(effect.instance_id, result.zone, keep=result.server_id, compensating=True)
         return Decision(events=tuple(emit.events), effect=sweep, schedule_check=True)
     if state.server_id == result.server_id:
         # Recorded already (by us before a conflict, or by a racing replica): fill what is missing.
-        if _needs_billing_start(state):
-            _billing_started(emit, state)
+        if needs_billing_start(state):
+            billing_started(emit, state)
         return Decision(events=tuple(emit.events), schedule_check=state.bringing_up)
     # The log moved on without this server (terminated or failed meanwhile, or another replica
     # recorded a different one): it is an orphan we just made. Delete it, record nothing.
@@ -359,7 +286,7 @@ def _server_deleted(
         return DONE
     if state.has_live_server and state.server_id not in result.confirmed_absent:
         return Decision(retry=RetryLater("provider"))
-    emit = _Emitter(state, command, now, ORCHESTRATOR_ACTOR)
+    emit = Emitter(state, command, now, ORCHESTRATOR_ACTOR)
     if state.has_live_server:
         emit(ev.InstanceServerDeleted, provider_server_id=state.server_id)
     if state.billing:
@@ -371,11 +298,15 @@ def _server_deleted(
 def _worker_probed(
     state: InstanceState, command: InstanceCommand, result: EffectResult, now: datetime, policy: Policy
 ) -> Decision:
+    if state.status in lc.SERVING:
+        return watch.serving_probed(state, command, result, now, policy)
+    if state.status == lc.STARTUP_FAILED:
+        return watch.failed_probed(state, command, result, now, policy)
     if state.status not in (lc.BOOTING, lc.INSTALLING, lc.STARTING):
         return DONE  # settled meanwhile
     again = Decision(retry=RetryLater("check", not_after=state.startup_deadline))
-    if isinstance(result, EffectFailed):
-        return again
+    if isinstance(result, EffectFailed) or (policy.install and not install.install_done(state)):
+        return again  # nothing to learn, or a probe from before a reinstall: the old worker says nothing
     assert isinstance(result, WorkerObservation), result
     fresh = (
         result.heartbeat_at is not None
@@ -383,7 +314,7 @@ def _worker_probed(
     )
     if not fresh:
         return again
-    emit = _Emitter(state, command, now, ORCHESTRATOR_ACTOR)
+    emit = Emitter(state, command, now, ORCHESTRATOR_ACTOR)
     status = result.heartbeat_status
     if status == "failed":
         emit(
@@ -415,7 +346,7 @@ def give_up(state: InstanceState, command: InstanceCommand, now: datetime, attem
         and state.status == lc.PROVISIONING
         and state.requested_by == command.id
     ):
-        emit = _Emitter(state, command, now, ORCHESTRATOR_ACTOR)
+        emit = Emitter(state, command, now, ORCHESTRATOR_ACTOR)
         emit(ev.InstanceFailed, status=lc.PROVISIONING_FAILED, reason_code=reasons.PROVIDER_CREATE_FAILED,
              message=message)
         # A create may have landed unseen: sweep by tag (best effort; the janitor covers the rest).
@@ -423,4 +354,4 @@ def give_up(state: InstanceState, command: InstanceCommand, now: datetime, attem
             events=tuple(emit.events),
             effect=DeleteServer(command.instance_id, state.zone, compensating=True),
         )
-    return _reject(state, command, now, reasons.MAX_ATTEMPTS_EXCEEDED, message)
+    return reject(state, command, now, reasons.MAX_ATTEMPTS_EXCEEDED, message)

@@ -68,9 +68,28 @@ class ProbeWorker:
     instance_id: str
     upstream_url: str | None
     model_name: str
+    # Ask the engine too (bring-up, recovery); a plain watch of a ready worker reads the heartbeat only.
+    probe_engine: bool = True
 
 
-Effect = Union[EnsureServer, DeleteServer, ProbeWorker]
+@dataclass(frozen=True, slots=True)
+class DriveInstall:
+    """Move the worker install of ``generation`` forward on the instance's server and report where it is.
+
+    The adapter checks the server runs and is reachable, starts the (idempotent, detached)
+    install unless that generation already runs or ran, and reads its progress. Repeating it is
+    harmless: an install never runs twice for one generation.
+    """
+
+    org_id: str
+    instance_id: str
+    server_id: str
+    zone: str
+    generation: int
+    model_name: str
+
+
+Effect = Union[EnsureServer, DeleteServer, ProbeWorker, DriveInstall]
 
 
 # --- results ------------------------------------------------------------------------------
@@ -109,6 +128,27 @@ class WorkerObservation:
     heartbeat_at: datetime | None
     heartbeat_reason: str | None = None
     model_listed: bool | None = None
+    # The interval the worker announced in its last heartbeat: staleness is judged against it.
+    heartbeat_interval_s: float | None = None
 
 
-EffectResult = Union[ServerInfo, ServerGone, ServerStillPresent, WorkerObservation, EffectFailed]
+INSTALL_PHASES = ("ssh_ready", "installing", "engine_starting", "agent_started")
+
+
+@dataclass(frozen=True, slots=True)
+class InstallObservation:
+    """Where the install stands. ``server_ready`` False: the server is not running/reachable yet.
+
+    ``phase`` is one of INSTALL_PHASES (or None before the first); ``state`` is the installer's
+    word: not_started, running, succeeded, failed. ``generation`` is the install the server reports.
+    """
+
+    server_ready: bool
+    state: str = "not_started"
+    phase: str | None = None
+    generation: int | None = None
+    exit_code: int | None = None
+    log_tail: str = ""
+
+
+EffectResult = Union[ServerInfo, ServerGone, ServerStillPresent, WorkerObservation, InstallObservation, EffectFailed]

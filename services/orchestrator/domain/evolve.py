@@ -51,14 +51,29 @@ def evolve(state: InstanceState, event: Event) -> InstanceState:
     elif isinstance(event, ev.InstanceBillingStopped):
         changes.update(billing=False, billing_stopped=True)
     elif isinstance(event, ev.InstanceInstallPhaseReached):
-        changes.update(install_phase=event.phase)
+        if event.generation == state.install_generation:
+            changes.update(install_phase=event.phase)
+    elif isinstance(event, ev.InstanceReinstallRequested):
+        changes.update(
+            install_generation=event.generation,
+            install_phase=None,
+            startup_deadline=event.startup_deadline,
+            unavailable_since=None,
+            unavailable_reason=None,
+            failed_at=None,
+            failure_reason=None,
+        )
+    elif isinstance(event, ev.InstanceUnavailable):
+        changes.update(unavailable_since=event.occurred_at, unavailable_reason=event.reason_code)
+    elif isinstance(event, ev.InstanceRecovered):
+        changes.update(unavailable_since=None, unavailable_reason=None, failed_at=None, failure_reason=None)
     elif isinstance(event, ev.InstanceTerminationRequested):
-        changes.update(termination_reason=event.reason_code)
+        changes.update(termination_reason=event.reason_code, replaced_by=event.replaced_by)
     elif isinstance(event, ev.InstanceServerDeleted):
         if event.provider_server_id == state.server_id:
             changes.update(server_deleted=True)
     elif isinstance(event, ev.InstanceFailed):
-        changes.update(failure_reason=event.reason_code)
+        changes.update(failure_reason=event.reason_code, failed_at=event.occurred_at)
     return replace(state, **changes)
 
 

@@ -48,7 +48,12 @@ TRANSITIONS: Final[dict[str, tuple[frozenset[str], str]]] = {
     "instance.worker_starting": (frozenset({BOOTING, INSTALLING}), STARTING),
     "instance.ready": (frozenset({BOOTING, INSTALLING, STARTING}), READY),
     "instance.unavailable": (frozenset({READY, DRAINING}), UNAVAILABLE),
-    "instance.recovered": (frozenset({UNAVAILABLE}), READY),
+    # From startup_failed too: a worker that comes up after its deadline is used, not wasted.
+    "instance.recovered": (frozenset({UNAVAILABLE, STARTUP_FAILED}), READY),
+    "instance.draining": (frozenset({READY, UNAVAILABLE}), DRAINING),
+    # Install again on the same server (manual, or after too long unavailable).
+    "instance.reinstall_requested": (frozenset({BOOTING, INSTALLING, STARTING} | SERVING | {STARTUP_FAILED, FAILED}),
+                                     INSTALLING),
     "instance.termination_requested": (frozenset(LIVE - {TERMINATING}), TERMINATING),
     "instance.server_deleted": (frozenset({TERMINATING}), SAME),
     "instance.terminated": (frozenset({TERMINATING}), TERMINATED),

@@ -11,7 +11,19 @@ from typing import Final
 # Why an instance is terminated.
 USER_REQUEST: Final = "USER_REQUEST"
 
+# Why a serving instance left ``ready`` (instance.unavailable / instance.draining).
+WORKER_HEARTBEAT_TIMEOUT: Final = "WORKER_HEARTBEAT_TIMEOUT"
+WORKER_UNHEALTHY: Final = "WORKER_UNHEALTHY"
+WORKER_DRAINING: Final = "WORKER_DRAINING"
+
+# Why the worker is installed again, or an instance replaced or terminated by the orchestrator.
+UNAVAILABLE_TOO_LONG: Final = "UNAVAILABLE_TOO_LONG"
+FAILED_SERVER_RELEASED: Final = "FAILED_SERVER_RELEASED"
+PROVIDER_DELETED: Final = "PROVIDER_DELETED"
+REPLACED: Final = "REPLACED"
+
 # Why an instance failed.
+INSTALL_FAILED: Final = "INSTALL_FAILED"
 PROVIDER_CREATE_FAILED: Final = "PROVIDER_CREATE_FAILED"
 STARTUP_TIMEOUT: Final = "STARTUP_TIMEOUT"
 WORKER_FAILED: Final = "WORKER_FAILED"

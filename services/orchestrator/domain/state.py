@@ -31,7 +31,14 @@ class InstanceState:
     billing: bool = False
     billing_stopped: bool = False
     install_phase: str | None = None
+    # 0 for the first install, +1 per reinstall; phases of other generations are ignored.
+    install_generation: int = 0
+    # When the instance last became unavailable / failed (None while it is not).
+    unavailable_since: datetime | None = None
+    unavailable_reason: str | None = None
+    failed_at: datetime | None = None
     termination_reason: str | None = None
+    replaced_by: str | None = None
     failure_reason: str | None = None
     # Ids of commands that caused at least one event; rejected command id -> reason code (never mutated).
     handled: frozenset[str] = field(default_factory=frozenset)

@@ -17,25 +17,15 @@ from typing import Any
 import structlog
 
 from contracts import codec, subjects
-from contracts.events import (
-    ApiKeyCreated,
-    ApiKeyRevoked,
-    CommandRejected,
-    Event,
-    InstanceEvent,
-    MemberAdded,
-    OrganizationCreated,
-    UserCreated,
-)
+from contracts.events import CatalogOffersObserved, CommandRejected, Event, InstanceEvent
 
 from ..rowops import InsertIfAbsent, RowOp, Upsert
 from .action_log import INVALID_EVENT, PROJECTION_ERROR, EventMeta, action_log_row, unreadable_row, uuid_or_none
-from .identity import project_identity_event
+from .catalog import project_catalog_event
+from .identity import IDENTITY_EVENTS, project_identity_event
 from .instances import INSTANCE_COLUMNS, project_command_rejected, project_instance_event
 
 log = structlog.get_logger(__name__)
-
-IDENTITY_EVENTS = (OrganizationCreated, UserCreated, MemberAdded, ApiKeyCreated, ApiKeyRevoked)
 
 Row = dict[str, Any]
 
@@ -84,6 +74,8 @@ def project(event: Event, meta: EventMeta, instances: MutableMapping[str, Row] |
             return project_command_rejected(event, meta, current)
         if isinstance(event, IDENTITY_EVENTS):
             return project_identity_event(event, meta)
+        if isinstance(event, CatalogOffersObserved):
+            return project_catalog_event(event, meta)
         # An event type this projector has no table for: it still belongs in the log.
         return [InsertIfAbsent("action_logs", action_log_row(event, meta))]
     except Exception as exc:  # a bug or an event shape nobody expected: record it, keep going

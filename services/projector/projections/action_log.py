@@ -30,6 +30,8 @@ ACTION_TYPES: dict[str, str] = {
     "instance.ready": "INSTANCE_READY",
     "instance.unavailable": "INSTANCE_UNAVAILABLE",
     "instance.recovered": "INSTANCE_RECOVERED",
+    "instance.draining": "INSTANCE_DRAINING",
+    "instance.reinstall_requested": "REQUEST_REINSTALL",
     "instance.termination_requested": "REQUEST_TERMINATE",
     "instance.server_deleted": "PROVIDER_TERMINATE",
     "instance.terminated": "INSTANCE_TERMINATED",

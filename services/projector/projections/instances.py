@@ -22,6 +22,8 @@ from contracts.events import (
     InstanceFailed,
     InstanceInstallPhaseReached,
     InstanceReady,
+    InstanceRecovered,
+    InstanceReinstallRequested,
     InstanceRequested,
     InstanceServerCreated,
     InstanceTerminated,
@@ -143,6 +145,13 @@ def _evolve_fields(row: Row, event: InstanceEvent, after: str) -> None:
             row["billing_stopped_at"] = at
     elif isinstance(event, InstanceInstallPhaseReached):
         row["install_phase"] = clip(event.phase, 64)
+    elif isinstance(event, InstanceReinstallRequested):
+        # A fresh bring-up: the previous install's phase and failure no longer describe the instance.
+        row["install_phase"] = None
+        row["startup_deadline"] = utc(event.startup_deadline)
+        row["error_code"] = row["error_message"] = row["failed_at"] = None
+    elif isinstance(event, InstanceRecovered):
+        row["error_code"] = row["error_message"] = row["failed_at"] = None
     elif isinstance(event, InstanceReady):
         row["upstream_url"] = event.upstream_url
         row["ready_at"] = at
@@ -164,7 +173,7 @@ def _action_for(event: InstanceEvent) -> tuple[str | None, str, str | None, str 
     if isinstance(event, InstanceFailed):
         return FAILURE_ACTION_TYPES.get(event.status), "failed", event.reason_code, event.message or None
     if isinstance(event, InstanceUnavailable):
-        return None, "failed", event.reason_code, None
+        return None, "failed", event.reason_code, event.message or None
     if isinstance(event, InstanceInstallPhaseReached):
         return INSTALL_PHASE_ACTION_TYPES.get(event.phase), "success", None, None
     return None, "success", None, None

@@ -188,8 +188,10 @@ def test_check_probes_then_follows_the_worker_to_ready():
     assert tags(ready) == ["instance.ready"] and ready.retry is None
     assert ready.events[0].upstream_url == SERVER.upstream_url  # from the provider, never the worker
     state = fold(ready.events, state)
-    assert decide(state, timer, T0) == decide(state, timer, T0 + timedelta(hours=9))  # settled: the timer stops
-    assert decide(state, timer, T0).effect is None and decide(state, timer, T0).events == ()
+    # Ready: the timer goes on as a heartbeat watch, reading the heartbeat only (no engine call).
+    watching = decide(state, timer, T0)
+    assert watching.events == () and watching.effect == ProbeWorker(
+        state.org_id, INSTANCE, SERVER.upstream_url, state.placement.model_name, probe_engine=False)
 
 
 def test_check_fails_the_instance_at_its_deadline():

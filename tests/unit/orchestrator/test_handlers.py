@@ -46,10 +46,11 @@ async def test_provision_check_ready_terminate():
     assert state(ports).status == lc.STARTING
 
     ports.heartbeats.set(ORG, INSTANCE, "ready", now)
-    assert await handlers.handle(timer, ports, attempt=3) == Done(1)
+    assert await handlers.handle(timer, ports, attempt=3) == Retry(4.0, "watch")  # ready: now a heartbeat watch
     ready = ports.store.events(AGGREGATE)[-1]
     assert isinstance(ready, ev.InstanceReady) and ready.upstream_url == f"http://engine-{INSTANCE}"
-    assert await handlers.handle(timer, ports, attempt=4) == Done(0)  # settled: the timer stops
+    assert await handlers.handle(timer, ports, attempt=4) == Retry(4.0, "watch")
+    assert ports.store.events(AGGREGATE)[-1] == ready  # a fresh heartbeat changes nothing
 
     assert await handlers.handle(terminate(INSTANCE), ports) == Done(4)
     assert tags(ports)[-4:] == ["instance.termination_requested", "instance.server_deleted",
@@ -122,7 +123,8 @@ async def test_check_times_out_at_the_deadline():
     outcome = await handlers.handle(timer, ports, attempt=51)
     assert isinstance(outcome, Retry) and outcome.delay_s <= 5.05  # wakes up for the deadline
     ports.clock.advance(6)
-    assert await handlers.handle(timer, ports, attempt=52) == Done(1)
+    # Failed, but the server is kept for a grace period (a late worker may still come up): keep watching.
+    assert await handlers.handle(timer, ports, attempt=52) == Retry(4.0, "watch")
     end = state(ports)
     assert (end.status, end.failure_reason) == (lc.STARTUP_FAILED, reasons.STARTUP_TIMEOUT)
 

@@ -17,14 +17,18 @@ from hypothesis import strategies as st
 from contracts import events as ev
 from services.orchestrator.domain import lifecycle as lc
 from services.orchestrator.domain.decide import decide, give_up, on_effect_result
+from services.orchestrator.domain.decision import Policy
 from services.orchestrator.domain.effects import (
+    INSTALL_PHASES,
     DeleteServer,
+    DriveInstall,
     EffectFailed,
     EnsureServer,
     ProbeWorker,
     ServerGone,
     ServerInfo,
     ServerStillPresent,
+    InstallObservation,
     WorkerObservation,
 )
 from services.orchestrator.domain.evolve import evolve, fold
@@ -52,7 +56,7 @@ def test_every_status_is_reachable_from_requested():
             if t not in reachable:
                 reachable.add(t)
                 frontier.append(t)
-    assert reachable == set(lc.STATUSES) - {lc.DRAINING}  # draining: no event leads there yet
+    assert reachable == set(lc.STATUSES)
 
 
 def result_for(effect, data):
@@ -66,10 +70,19 @@ def result_for(effect, data):
         ids = st.lists(st.sampled_from(["srv-0", "srv-1", "srv-2"]), max_size=3).map(tuple)
         return data.draw(st.one_of(st.builds(ServerGone, ids),
                                    st.builds(ServerStillPresent, st.just("srv-0"), st.just("stopping")), failure))
+    if isinstance(effect, DriveInstall):
+        observation = st.builds(
+            InstallObservation,
+            st.booleans(),
+            st.sampled_from(["not_started", "running", "running", "succeeded", "failed"]),
+            st.sampled_from([None, *INSTALL_PHASES]),
+            st.sampled_from([None, effect.generation, effect.generation + 1]),
+        )
+        return data.draw(st.one_of(observation, failure))
     assert isinstance(effect, ProbeWorker)
     observation = st.builds(
         WorkerObservation,
-        st.sampled_from([None, "starting", "ready", "ready", "ready", "failed", "unhealthy"]),
+        st.sampled_from([None, "starting", "ready", "ready", "ready", "failed", "unhealthy", "draining"]),
         st.sampled_from([None, "now", "now", "old"]),
         st.none(),
         st.sampled_from([None, True, True, False]),
@@ -81,6 +94,9 @@ def result_for(effect, data):
 @given(st.data())
 def test_whatever_the_core_decides_evolve_accepts(data):
     state, now = EMPTY, T0
+    policy = Policy(install=data.draw(st.booleans()),
+                    unavailable_action=data.draw(st.sampled_from(["reinstall", "replace", "none"])),
+                    unavailable_limit_s=data.draw(st.sampled_from([0.0, 30.0, 600.0])))
     first = provision(INSTANCE, timeout_s=data.draw(st.integers(1, 3600)))
     timer = check(INSTANCE)
     # Repeats weight the draw towards the commands that move an instance forward.
@@ -88,10 +104,10 @@ def test_whatever_the_core_decides_evolve_accepts(data):
                 reinstall(INSTANCE), check(INSTANCE)]
     pending: list[tuple] = []  # (command, effect) whose result has not arrived yet
     if data.draw(st.booleans()):  # half the runs start from a booted instance, to reach the later statuses
-        requested = decide(state, first, now)
+        requested = decide(state, first, now, policy)
         state = fold(requested.events, state)
         server = ServerInfo("srv-0", "running", "local-1", None, "http://e0")
-        state = fold(on_effect_result(state, first, requested.effect, server, now).events, state)
+        state = fold(on_effect_result(state, first, requested.effect, server, now, policy).events, state)
     for _ in range(data.draw(st.integers(1, 30))):
         now += timedelta(seconds=data.draw(st.sampled_from([0, 0, 1, 1, 30, 600, 4000])))
         step = data.draw(st.sampled_from(["command", "command", "result", "result", "result", "give_up"]))
@@ -101,14 +117,14 @@ def test_whatever_the_core_decides_evolve_accepts(data):
             if isinstance(result, WorkerObservation) and result.heartbeat_at is not None:
                 result = WorkerObservation(result.heartbeat_status,
                                            now if result.heartbeat_at == "now" else now - timedelta(hours=1),
-                                           None, result.model_listed)
-            decision = on_effect_result(state, command, effect, result, now)
+                                           None, result.model_listed, 4.0)
+            decision = on_effect_result(state, command, effect, result, now, policy)
         elif step == "give_up":
             command = data.draw(st.sampled_from(commands))
             decision = give_up(state, command, now, attempts=99)
         else:
             command = data.draw(st.sampled_from(commands))
-            decision = decide(state, command, now)
+            decision = decide(state, command, now, policy)
         for event in decision.events:
             state = evolve(state, event)  # raises IllegalTransition if the core broke the table
         if decision.effect is not None:
@@ -119,4 +135,7 @@ def test_whatever_the_core_decides_evolve_accepts(data):
         assert state.status not in lc.TERMINAL or not state.billing  # terminated instances cost nothing
         if state.status == lc.READY:
             assert state.upstream_url is not None
+        if state.status in (lc.STARTING, lc.READY) and policy.install:
+            # With an installer, a worker is only trusted once its install (of this generation) finished.
+            assert state.install_phase == INSTALL_PHASES[-1]
     assert fold([]) == EMPTY

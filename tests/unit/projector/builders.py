@@ -18,7 +18,9 @@ from contracts.events import (
     InstanceFailed,
     InstanceInstallPhaseReached,
     InstanceReady,
+    InstanceDraining,
     InstanceRecovered,
+    InstanceReinstallRequested,
     InstanceRequested,
     InstanceServerCreated,
     InstanceServerDeleted,
@@ -97,6 +99,11 @@ def instance_event(tag: str, org: str, iid: str, *, failure_status: str | None =
             return InstanceUnavailable(**e, reason_code="HEARTBEAT_LOST")
         case "instance.recovered":
             return InstanceRecovered(**e)
+        case "instance.draining":
+            return InstanceDraining(**e, reason_code="WORKER_DRAINING")
+        case "instance.reinstall_requested":
+            return InstanceReinstallRequested(**e, generation=1, reason_code="USER_REQUEST",
+                                              startup_deadline=T0 + timedelta(hours=2))
         case "instance.termination_requested":
             return InstanceTerminationRequested(**e, reason_code="USER_REQUEST")
         case "instance.server_deleted":

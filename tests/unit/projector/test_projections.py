@@ -221,3 +221,21 @@ def test_update_run_semantics():
     tables.apply([Update("api_keys", {"id": "k", "org_id": "o"}, {"revoked_at": "t1"}, 3, frozenset({"revoked_at"})),
                   Update("api_keys", {"id": "k", "org_id": "o"}, {"revoked_at": "t0"}, 2, frozenset({"revoked_at"}))])
     assert tables.table("api_keys")[("k",)]["revoked_at"] == "t1"
+
+
+def test_a_catalog_observation_replaces_the_zone_row():
+    from decimal import Decimal
+
+    from contracts.events import CatalogOffersObserved, ProviderOffer
+    from datetime import datetime, timezone
+
+    T0 = datetime(2026, 11, 21, tzinfo=timezone.utc)
+    event = CatalogOffersObserved(
+        id="e1", org_id="system", actor="system:orchestrator", correlation_id="c", causation_id="c",
+        occurred_at=T0, provider_code="scaleway", zone_code="fr-par-2",
+        offers=(ProviderOffer(name="L4-1-24G", hourly_price_eur=Decimal("0.85"), gpu_count=1),))
+    meta = EventMeta(seq=7, subject="evt.system.catalog.scaleway-fr-par-2.offers_observed", timestamp=T0)
+    [op] = project(event, meta, {})
+    assert op.table == "provider_offers" and op.key == ("provider_code", "zone_code")
+    assert op.row["offers"][0]["name"] == "L4-1-24G" and op.row["offers"][0]["hourly_price_eur"] == "0.85"
+    assert op.row["last_event_seq"] == 7
