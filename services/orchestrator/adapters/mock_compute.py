@@ -31,6 +31,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from decimal import Decimal
 from typing import Any, Iterator, Sequence
 
 import structlog
@@ -39,6 +40,7 @@ from contracts.catalog import Placement
 from services.runtime.embedded import free_port
 
 from ..domain.effects import ServerInfo
+from ..domain.resources import IpInfo, ServerTypeOffer, VolumeInfo
 from ..ports import NotFound, Permanent, Transient
 
 log = structlog.get_logger(__name__)
@@ -170,6 +172,45 @@ class MockCompute:
         with _ledger(self.state_dir, self._lock) as servers:
             entries = [s for s in servers.values() if not s.get("deleted_at") and (not zone or s["zone"] == zone)]
         return [self._info(s) for s in entries]
+
+    # --- fleet upkeep: mock servers have no volumes, no public IPs and no SSH ---------------
+
+    def list_volumes(self, zone: str) -> list[VolumeInfo]:
+        self._maybe_fail("list_volumes")
+        return []
+
+    def delete_volume(self, volume_id: str, zone: str) -> None:
+        self._maybe_fail("delete_volume")
+        raise NotFound(f"volume {volume_id} not found")
+
+    def list_ips(self, zone: str) -> list[IpInfo]:
+        self._maybe_fail("list_ips")
+        return []
+
+    def delete_ip(self, ip_id: str, zone: str) -> None:
+        self._maybe_fail("delete_ip")
+        raise NotFound(f"ip {ip_id} not found")
+
+    def list_server_types(self, zone: str) -> list[ServerTypeOffer]:
+        """The mock instance types of the seeded catalog (their prices make costs visible locally)."""
+        self._maybe_fail("list_server_types")
+        from services.db.catalog_data import INSTANCE_TYPES  # plain data; imported late, used rarely
+
+        return [
+            ServerTypeOffer(name=code, zone=zone, hourly_price_eur=Decimal(price), gpu_count=gpus,
+                            gpu_memory_gb=vram_gb, ram_gb=ram_gb, available=True, diskless=False)
+            for provider, code, gpus, vram_gb, _cpus, ram_gb, _bps, price, zones in INSTANCE_TYPES
+            if provider == "mock" and (not zone or zone in zones)
+        ]
+
+    def host_key_fingerprints(self, server_id: str, zone: str) -> tuple[str, ...]:
+        """Mock workers are processes on loopback, never reached by SSH: nothing to pin."""
+        self._maybe_fail("host_key_fingerprints")
+        with _ledger(self.state_dir, self._lock) as servers:
+            entry = servers.get(server_id)
+        if entry is None or entry.get("deleted_at"):
+            raise NotFound(f"server {server_id} not found")
+        return ()
 
     # --- helpers --------------------------------------------------------------------------
 
