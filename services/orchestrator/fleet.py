@@ -21,7 +21,8 @@ from contracts.ids import SYSTEM_ORG, derived_id
 from . import metrics
 from .domain.decision import ORCHESTRATOR_ACTOR
 from .domain.reconcile import KnownInstance, OrphanAction, count_by_status, plan_cleanup, plan_reconcile
-from .handlers import Done, Outcome, Ports, provider_call
+from .handlers import Done, Outcome, Ports
+from .perform import provider_call
 from .ports import ComputeError, NotFound
 
 log = structlog.get_logger(__name__)
