@@ -37,6 +37,7 @@ from .adapters.engine_probe import HttpEngineProbe
 from .adapters.fleet_view import JetStreamFleetView
 from .adapters.ticker import Ticker, TickSchedule
 from .fleet import FleetConfig, handle_fleet
+from .install_settings import build_install_driver
 from .lifecycle_settings import fleet_config_from_env, policy_from_env, tick_schedule_from_env
 from .adapters.heartbeat_watch import HeartbeatWatcher
 from .adapters.jetstream_consumer import CommandConsumer, ConsumerConfig
@@ -203,4 +204,4 @@ def build_orchestrator(settings: RuntimeSettings, nc: NATS, options: Orchestrato
 
 def build_installer(settings: RuntimeSettings, options: OrchestratorSettings, compute: Compute):
     """The install driver for providers whose servers need the worker installed (None: the mock starts it)."""
-    return None
+    return build_install_driver(options.provider, compute)

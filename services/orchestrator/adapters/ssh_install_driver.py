@@ -1,0 +1,101 @@
+"""``SshInstallDriver``: the orchestrator's install port over a provider and an SSH ``Installer``.
+
+One ``drive`` is one short step, safe to repeat:
+
+1. ask the provider for the server: not running or no address yet → "not ready";
+2. ask the provider for the server's SSH host-key fingerprints (published through its
+   authenticated API): none yet → "not ready" (never connect unpinned);
+3. read the install status over SSH; when this generation has not started (or an older one
+   runs), start it — detached on the server, so nothing here waits for pip or the engine;
+4. report where it stands. A failed install of this generation is reported, not restarted:
+   the lifecycle decides (the instance fails with the install's exit code and log tail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+from typing import Any, Awaitable, Callable
+
+import structlog
+
+from ..domain.effects import DriveInstall, InstallObservation
+from ..install.model import DEFAULT_BASE_DIR, SshTarget, WorkerSpec
+from ..install.port import Installer
+from ..ports import Compute
+
+log = structlog.get_logger(__name__)
+
+Offload = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTemplate:
+    """What every worker gets; the instance fills in who it is and what it serves."""
+
+    engine: str = "vllm"
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_creds: str | None = None
+    heartbeat_interval_s: float = 4.0
+    agent_port: int = 8080
+    engine_port: int = 8000
+    engine_args: tuple[str, ...] = ()
+    agent_install: str = "inventiv[agent,gpu]"
+    base_dir: str = DEFAULT_BASE_DIR
+    bind_host: str = "127.0.0.1"
+    ssh_port: int = 22
+    ssh_username: str = "root"
+
+    def spec_for(self, effect: DriveInstall) -> WorkerSpec:
+        return WorkerSpec(
+            instance_id=effect.instance_id,
+            org_id=effect.org_id,
+            model_name=effect.model_name,
+            served_model_name=effect.model_name,
+            engine=self.engine,  # type: ignore[arg-type]
+            nats_url=self.nats_url,
+            nats_creds=self.nats_creds,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+            agent_port=self.agent_port,
+            engine_port=self.engine_port,
+            engine_args=self.engine_args,
+            agent_install=self.agent_install,
+            base_dir=self.base_dir,
+            generation=effect.generation,
+            bind_host=self.bind_host,
+        )
+
+
+class SshInstallDriver:
+    def __init__(self, compute: Compute, installer: Installer, template: WorkerTemplate,
+                 *, offload: Offload = asyncio.to_thread):
+        self._compute, self._installer, self._template, self._offload = compute, installer, template, offload
+
+    async def drive(self, effect: DriveInstall) -> InstallObservation:
+        server = await self._offload(self._compute.get_server, effect.server_id, effect.zone)
+        if server.state != "running" or not server.ip_address:
+            return InstallObservation(server_ready=False)
+        fingerprints = await self._offload(self._compute.host_key_fingerprints, effect.server_id, effect.zone)
+        if not fingerprints:
+            return InstallObservation(server_ready=False)  # the server has not published its host keys yet
+        target = SshTarget(server.ip_address, self._template.ssh_port, self._template.ssh_username,
+                           tuple(fingerprints))
+        status = await self._installer.status(target, self._template.base_dir)
+        if _needs_start(status.state, status.generation, effect.generation):
+            spec = self._template.spec_for(effect)
+            await self._installer.start(target, spec)
+            log.info("orchestrator.install_started", instance_id=effect.instance_id, generation=effect.generation)
+            status = await self._installer.status(target, self._template.base_dir)
+        return InstallObservation(
+            server_ready=True, state=status.state, phase=status.phase, generation=status.generation,
+            exit_code=status.exit_code, log_tail=status.log_tail,
+        )
+
+
+def _needs_start(state: str, reported: int | None, wanted: int) -> bool:
+    if state == "not_started" or reported is None:
+        return True
+    return reported < wanted  # an older install (or its failure): this generation replaces it
+
+
+__all__ = ["SshInstallDriver", "WorkerTemplate", "replace"]

@@ -1,0 +1,77 @@
+"""How workers are installed, from the environment: the SSH install driver or none.
+
+``INVENTIV_INSTALL_WORKERS``: ``ssh`` (default for a real provider) or ``none`` (default for the
+mock, whose servers start their agent themselves). With ``ssh``:
+
+- ``INVENTIV_SSH_PRIVATE_KEY_FILE`` (required): the control plane's client key; its public half
+  must be authorised on the servers (for Scaleway: the ``AUTHORIZED_KEY`` tag or project keys).
+- ``INVENTIV_SSH_USER`` (root), ``INVENTIV_SSH_PORT`` (22).
+- ``INVENTIV_WORKER_NATS_URL`` (required): the NATS address *as workers reach it*.
+- ``INVENTIV_WORKER_NATS_CREDS_FILE``: credentials shipped to the worker (file content, 0600 there).
+- ``INVENTIV_WORKER_ENGINE`` (vllm), ``INVENTIV_WORKER_ENGINE_ARGS`` (extra engine flags as shell
+  words, e.g. ``--enable-prefix-caching``; the flags the agent owns — max model length, tensor
+  parallelism, GPU memory utilisation, dtype — are refused), ``INVENTIV_WORKER_AGENT_INSTALL`` (a pip requirement or wheel path,
+  or ``preinstalled:<path>``; default ``inventiv[agent,gpu]``).
+- ``INVENTIV_WORKER_HEARTBEAT_INTERVAL_S`` (4), ``INVENTIV_WORKER_AGENT_PORT`` (8080),
+  ``INVENTIV_WORKER_ENGINE_PORT`` (8000), ``INVENTIV_WORKER_BIND_HOST`` (127.0.0.1: loopback or a
+  private-network address, never a wildcard), ``INVENTIV_WORKER_BASE_DIR`` (/opt/inventiv).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from services.runtime.settings import env_float, env_int
+
+from .adapters.ssh_install_driver import SshInstallDriver, WorkerTemplate
+from .install.installer import SshInstaller
+from .domain.effects import DriveInstall
+from .install.model import DEFAULT_BASE_DIR, InvalidInstall
+from .ports import Compute
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise SystemExit(f"inventiv: {name} is required to install workers over SSH (INVENTIV_INSTALL_WORKERS=ssh)")
+    return value
+
+
+def install_mode(provider: str) -> str:
+    default = "none" if provider == "mock" else "ssh"
+    mode = os.environ.get("INVENTIV_INSTALL_WORKERS", "").strip().lower() or default
+    if mode not in ("ssh", "none"):
+        raise SystemExit(f"inventiv: INVENTIV_INSTALL_WORKERS must be ssh or none, got {mode!r}")
+    return mode
+
+
+def worker_template_from_env() -> WorkerTemplate:
+    creds_file = os.environ.get("INVENTIV_WORKER_NATS_CREDS_FILE", "").strip()
+    return WorkerTemplate(
+        engine=os.environ.get("INVENTIV_WORKER_ENGINE", "vllm").strip() or "vllm",
+        nats_url=_required("INVENTIV_WORKER_NATS_URL"),
+        nats_creds=Path(creds_file).read_text() if creds_file else None,
+        heartbeat_interval_s=env_float("INVENTIV_WORKER_HEARTBEAT_INTERVAL_S", 4.0),
+        agent_port=env_int("INVENTIV_WORKER_AGENT_PORT", 8080),
+        engine_port=env_int("INVENTIV_WORKER_ENGINE_PORT", 8000),
+        engine_args=tuple(shlex.split(os.environ.get("INVENTIV_WORKER_ENGINE_ARGS", ""))),
+        agent_install=os.environ.get("INVENTIV_WORKER_AGENT_INSTALL", "").strip() or "inventiv[agent,gpu]",
+        base_dir=os.environ.get("INVENTIV_WORKER_BASE_DIR", "").strip() or DEFAULT_BASE_DIR,
+        bind_host=os.environ.get("INVENTIV_WORKER_BIND_HOST", "").strip() or "127.0.0.1",
+        ssh_port=env_int("INVENTIV_SSH_PORT", 22),
+        ssh_username=os.environ.get("INVENTIV_SSH_USER", "").strip() or "root",
+    )
+
+
+def build_install_driver(provider: str, compute: Compute) -> SshInstallDriver | None:
+    if install_mode(provider) == "none":
+        return None
+    key_file = _required("INVENTIV_SSH_PRIVATE_KEY_FILE")
+    template = worker_template_from_env()
+    try:  # a bad setting stops the start-up, not every install later
+        template.spec_for(DriveInstall("org", "instance", "server", "zone", 0, "org/model"))
+    except InvalidInstall as exc:
+        raise SystemExit(f"inventiv: worker install settings: {exc}") from None
+    return SshInstallDriver(compute, SshInstaller(key_file), template)
