@@ -72,9 +72,10 @@ async def run(settings: AgentSettings, sock: socket.socket, ring: LogRing) -> in
     client = EngineClient(engine_base_url(settings.bind_host, settings.engine_port), settings.engine_api_key,
                           timeout_s=settings.probe_timeout_s)
     monitor = EngineMonitor(state, client, metrics, settings.model,
-                            ready_interval_s=min(2.0, settings.heartbeat_interval_s))
-    link = NatsLink(settings.nats_url, settings.nats_creds, settings.instance_id, metrics,
-                    on_connected=state.status_changed.set)
+                            ready_interval_s=min(2.0, settings.heartbeat_interval_s),
+                            stall_after_s=settings.stall_after_s)
+    link = NatsLink(settings.nats_url, settings.instance_id, metrics, creds_file=settings.nats_creds_file,
+                    nkey_seed_file=settings.nats_nkey_seed_file, on_connected=state.status_changed.set)
     publisher = HeartbeatPublisher(
         state=state, link=link, org_id=settings.org_id, instance_id=settings.instance_id, model=settings.model,
         interval_s=settings.heartbeat_interval_s, version=version, sha256=sha256, gpu=gpu, system=system,
@@ -134,8 +135,8 @@ async def _wait_for_stop(stop: asyncio.Event, tasks: dict[str, asyncio.Task]) ->
                 if exc is not None:
                     log.error("agent_task_crashed", task=task.get_name(), error=repr(exc), exc_info=exc)
                     return task.get_name()
-                # The supervisor returns when it gave up (status failed) and the NATS task once
-                # connected: both are normal, the agent keeps serving.
+                # The supervisor returns when it gave up (status failed): normal, the agent keeps
+                # serving to say so.
     finally:
         stopper.cancel()
 

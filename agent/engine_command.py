@@ -13,8 +13,11 @@ import msgspec
 
 from .settings import AgentSettings
 
-# Flags the agent sets itself; extra args must not repeat them.
-RESERVED_FLAGS = ("--host", "--port", "--api-key", "--served-model-name")
+# Flags the agent sets itself; extra args must not repeat them (one source of truth per knob,
+# and nothing can move the engine off the private address).
+RESERVED_FLAGS = ("--host", "--port", "--api-key", "--served-model-name", "--tensor-parallel-size", "-tp",
+                  "--gpu-memory-utilization", "--max-model-len", "--dtype")
+FAKE_RESERVED_FLAGS = ("--host", "--port", "--model", "--api-key", "--exit-on-stdin-eof", "--tokens-per-s")
 
 
 class EngineCommand(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,22 +51,34 @@ def _check_host(host: str) -> None:
         raise ValueError(f"refusing to bind the engine to a wildcard address ({host})")
 
 
-def _check_extra(args: tuple[str, ...]) -> None:
+def _check_extra(args: tuple[str, ...], reserved: tuple[str, ...] = RESERVED_FLAGS) -> None:
     for arg in args:
         name = arg.split("=", 1)[0]
-        if name in RESERVED_FLAGS:
+        if name in reserved:
             raise ValueError(f"extra engine argument {name} is set by the agent and may not be overridden")
+
+
+def _vllm_knobs(settings: AgentSettings) -> tuple[str, ...]:
+    knobs = ["--tensor-parallel-size", str(settings.tensor_parallel_size)]
+    if settings.gpu_memory_utilization is not None:
+        knobs += ["--gpu-memory-utilization", repr(settings.gpu_memory_utilization)]
+    if settings.max_model_len is not None:
+        knobs += ["--max-model-len", str(settings.max_model_len)]
+    if settings.dtype is not None:
+        knobs += ["--dtype", settings.dtype]
+    return tuple(knobs)
 
 
 def vllm_command(settings: AgentSettings) -> EngineCommand:
     _check_host(settings.bind_host)
     _check_extra(settings.vllm_args)
     argv = (
-        settings.vllm_bin, "serve", settings.model,
+        settings.vllm_bin, "serve", settings.model_source or settings.model,
         "--host", settings.bind_host,
         "--port", str(settings.engine_port),
         # The name clients and the proxy use; pinned so a local path or revision never leaks into routing.
         "--served-model-name", settings.model,
+        *_vllm_knobs(settings),
         *settings.vllm_args,
     )
     env = {
@@ -80,6 +95,7 @@ def vllm_command(settings: AgentSettings) -> EngineCommand:
 
 def fake_command(settings: AgentSettings, python: str) -> EngineCommand:
     _check_host(settings.bind_host)
+    _check_extra(settings.fake_args, FAKE_RESERVED_FLAGS)
     argv = (
         python, "-m", "agent.engines.fake_server",
         "--host", settings.bind_host,
@@ -89,6 +105,7 @@ def fake_command(settings: AgentSettings, python: str) -> EngineCommand:
         # The fake engine exits when the agent's end of its stdin closes, so it cannot outlive
         # the agent even when the agent is SIGKILLed.
         "--exit-on-stdin-eof",
+        *settings.fake_args,
     )
     env = {"PYTHONUNBUFFERED": "1"}
     if settings.engine_api_key:

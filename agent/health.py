@@ -6,7 +6,8 @@ Order matters and is the whole policy:
 3. before the worker was ever ready: ``starting`` until the engine answers, lists the model
    AND a warm-up completion produced a token (a listed model can still fail its first request);
 4. after it was ready: ``unhealthy`` (with a reason) while the engine is down, restarting,
-   not answering, not listing the model or not yet warmed up again, else ``ready``.
+   not answering, not listing the model, stalled (requests running, no token produced for
+   ``stall_after_s``, see ``progress.py``) or not yet warmed up again, else ``ready``.
 
 An engine that was ready once and restarts reports ``unhealthy``, not ``starting``: the
 orchestrator's ``ready`` state must be left, and "starting" would look like a fresh boot.
@@ -39,6 +40,8 @@ class HealthInputs(msgspec.Struct, frozen=True, kw_only=True):
     # The worker reached ready at least once since the agent started.
     ever_ready: bool = False
     consecutive_probe_failures: int = 0
+    # Requests are running and the engine's generation counter has not moved for too long.
+    stalled: bool = False
 
 
 class HealthVerdict(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,6 +71,8 @@ def _problem(inputs: HealthInputs, unhealthy_after: int) -> str | None:
         return "engine_loading"
     if not inputs.model_listed:
         return "model_not_listed"
+    if inputs.stalled:
+        return "stalled"
     if not inputs.warmed:
         return "warming_up"
     return None

@@ -98,9 +98,11 @@ class HeartbeatPublisher:
         if not self.link.connected:
             self.metrics.heartbeat_errors.labels(reason="disconnected").inc()
             return False
+        system = self.system.sample()
+        self.metrics.set_system(system)
         heartbeat = build_heartbeat(
             self.state, model=self.model, interval_s=self.interval_s, version=self.version, sha256=self.sha256,
-            gpus=await self._gpu_sample(), system=self.system.sample(), now=datetime.now(UTC),
+            gpus=await self._gpu_sample(), system=system, now=datetime.now(UTC),
         )
         try:
             await self.link.publish(self.subject, encode(heartbeat))

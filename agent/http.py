@@ -6,12 +6,14 @@
                 completion produced a token; 503 with status and reason otherwise.
 - ``/metrics``  Prometheus text from the agent's registry.
 - ``/info``     version, package SHA-256, engine, model, uptime.
-- ``/logs``     the last ``tail`` structured events (default 100, at most the ring size).
+- ``/logs``     the last ``tail`` structured events (default 100, at most the ring size), only
+                those at or after ``since`` (ISO 8601, e.g. ``2026-01-02T03:04:05Z``) when given.
 """
 
 from __future__ import annotations
 
 import platform
+from datetime import UTC, datetime
 
 import msgspec
 from aiohttp import web
@@ -80,7 +82,16 @@ def make_app(ctx: HttpContext) -> web.Application:
             return _json({"error": f"tail must be an integer, got {raw!r}"}, 400)
         if tail < 0:
             return _json({"error": "tail must be >= 0"}, 400)
-        events = ctx.ring.tail(tail)
+        since = None
+        if "since" in request.query:
+            raw_since = request.query["since"]
+            try:
+                since = datetime.fromisoformat(raw_since)
+            except ValueError:
+                return _json({"error": f"since must be an ISO 8601 timestamp, got {raw_since!r}"}, 400)
+            if since.tzinfo is None:
+                since = since.replace(tzinfo=UTC)  # event timestamps are UTC
+        events = ctx.ring.tail(tail, since)
         return _json({"total_events": ctx.ring.total, "returned": len(events), "events": events})
 
     app = web.Application()

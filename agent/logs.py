@@ -1,15 +1,19 @@
-"""Structured logging: structlog to stderr (JSON lines or console), plus an in-memory ring of
-recent events that ``GET /logs`` serves. The ring replaces the original's log file that grew
-on the worker's disk; the durable copy is whatever collects the process's stderr (journald).
+"""Structured logging: structlog to stderr (JSON lines or console), an in-memory ring of recent
+events that ``GET /logs`` serves, and optionally the same events as JSON lines in a file
+rotated by size (``--log-file``), so a worker keeps its history on disk within a fixed budget
+(the original's event log grew until it was trimmed by hand).
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 from collections import deque
+from datetime import datetime
 from typing import Any
 
+import msgspec
 import structlog
 
 RING_SIZE = 2000
@@ -28,11 +32,41 @@ class LogRing:
         self.total += 1
         return event_dict
 
-    def tail(self, n: int) -> list[dict[str, Any]]:
+    def tail(self, n: int, since: datetime | None = None) -> list[dict[str, Any]]:
+        """The last ``n`` events, only those stamped at or after ``since`` when given."""
         if n <= 0:
             return []
         events = list(self._events)
+        if since is not None:
+            events = [e for e in events if _at_or_after(e.get("timestamp"), since)]
         return events[-n:]
+
+
+def _at_or_after(stamp: Any, since: datetime) -> bool:
+    try:
+        return datetime.fromisoformat(str(stamp)) >= since
+    except (TypeError, ValueError):
+        return False
+
+
+class RotatingJsonFile:
+    """A structlog processor appending each event as one JSON line to ``path``, rotated at
+    ``max_bytes`` with ``backups`` old files kept (``path.1`` is the newest of those)."""
+
+    def __init__(self, path: str, max_bytes: int, backups: int) -> None:
+        self._handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
+                                                             encoding="utf-8", delay=True)
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._encode = msgspec.json.Encoder()
+
+    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        line = self._encode.encode({k: _plain(v) for k, v in event_dict.items()}).decode()
+        # emit() rotates when needed and reports its own I/O errors without raising.
+        self._handler.emit(logging.makeLogRecord({"msg": line, "args": None}))
+        return event_dict
+
+    def close(self) -> None:
+        self._handler.close()
 
 
 def _plain(value: Any) -> Any:
@@ -45,7 +79,8 @@ def _plain(value: Any) -> Any:
     return repr(value) if isinstance(value, BaseException) else str(value)
 
 
-def configure_logging(fmt: str, ring: LogRing, level: str = "info") -> None:
+def configure_logging(fmt: str, ring: LogRing, level: str = "info", file_sink: RotatingJsonFile | None = None
+                      ) -> None:
     # Libraries (aiohttp, nats) log through the standard library; keep them at warning.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(name)s: %(message)s")
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
@@ -57,6 +92,7 @@ def configure_logging(fmt: str, ring: LogRing, level: str = "info") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             ring,
+            *([file_sink] if file_sink is not None else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),

@@ -36,10 +36,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     import asyncio
 
     from .app import run
-    from .logs import LogRing, configure_logging
+    from .logs import LogRing, RotatingJsonFile, configure_logging
 
     ring = LogRing()
-    configure_logging(settings.log_format, ring, settings.log_level)
+    file_sink = None
+    if settings.log_file:
+        file_sink = RotatingJsonFile(settings.log_file, settings.log_file_max_bytes, settings.log_file_backups)
+    configure_logging(settings.log_format, ring, settings.log_level, file_sink)
     raise SystemExit(asyncio.run(run(settings, sock, ring)))
 
 

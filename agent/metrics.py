@@ -7,11 +7,40 @@ mirrored from the engine's /metrics so one scrape of the agent shows both sides.
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
-from contracts.heartbeats import EngineLoad, GpuSample, WorkerStatus
+from contracts.heartbeats import EngineLoad, GpuSample, SystemSample, WorkerStatus
 
 STATUSES: tuple[WorkerStatus, ...] = ("starting", "ready", "draining", "unhealthy", "failed")
+SYSTEM_READINGS = (
+    ("cpu_pct", "Machine CPU utilisation"),
+    ("load1", "Machine 1-minute load average"),
+    ("memory_used_bytes", "Machine memory used"),
+    ("memory_total_bytes", "Machine memory total"),
+    ("disk_used_bytes", "Disk used on the root filesystem"),
+    ("disk_total_bytes", "Size of the root filesystem"),
+    ("net_rx_bytes_total", "Bytes received on all interfaces but loopback (the kernel's counter)"),
+    ("net_tx_bytes_total", "Bytes sent on all interfaces but loopback (the kernel's counter)"),
+)
+
+
+class SystemCollector(Collector):
+    """``inventiv_agent_system_*`` from the last sample: a reading the machine did not give is
+    absent, not a 0 (a plain Gauge would export 0 until first set)."""
+
+    def __init__(self) -> None:
+        self.sample: SystemSample | None = None
+
+    def collect(self):
+        sample = self.sample
+        if sample is None:
+            return
+        for field, help_text in SYSTEM_READINGS:
+            value = getattr(sample, field)
+            if value is not None:
+                yield GaugeMetricFamily(f"inventiv_agent_system_{field}", help_text, value=float(value))
 
 
 class AgentMetrics:
@@ -39,9 +68,17 @@ class AgentMetrics:
                                    "Engine prompt tokens processed (mirrors its counter)", registry=r)
         self.generation_tokens = Gauge("inventiv_agent_engine_generation_tokens",
                                        "Engine generation tokens produced (mirrors its counter)", registry=r)
+        self.engine_stalled = Gauge("inventiv_agent_engine_stalled",
+                                    "1 while requests run and the engine's generation counter does not move",
+                                    registry=r)
         self.gpu_utilization = Gauge("inventiv_agent_gpu_utilization_pct", "GPU utilisation", ["gpu"], registry=r)
         self.gpu_memory_used = Gauge("inventiv_agent_gpu_memory_used_mib", "GPU memory used", ["gpu"], registry=r)
         self.gpu_memory_total = Gauge("inventiv_agent_gpu_memory_total_mib", "GPU memory total", ["gpu"], registry=r)
+        self.gpu_temperature = Gauge("inventiv_agent_gpu_temperature_c", "GPU temperature", ["gpu"], registry=r)
+        self.gpu_power = Gauge("inventiv_agent_gpu_power_w", "GPU power draw", ["gpu"], registry=r)
+        # The machine, as sampled for heartbeats (the process collector above covers the agent itself).
+        self.system = SystemCollector()
+        r.register(self.system)
         for status in STATUSES:
             self.status.labels(status=status).set(0)
         for reason in ("disconnected", "error"):
@@ -67,9 +104,15 @@ class AgentMetrics:
             label = str(gpu.index)
             for gauge, value in ((self.gpu_utilization, gpu.utilization_pct),
                                  (self.gpu_memory_used, gpu.memory_used_mib),
-                                 (self.gpu_memory_total, gpu.memory_total_mib)):
+                                 (self.gpu_memory_total, gpu.memory_total_mib),
+                                 (self.gpu_temperature, gpu.temperature_c),
+                                 (self.gpu_power, gpu.power_w)):
                 if value is not None:
                     gauge.labels(gpu=label).set(value)
+
+    def set_system(self, sample: SystemSample | None) -> None:
+        if sample is not None:
+            self.system.sample = sample
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

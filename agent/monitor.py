@@ -2,12 +2,14 @@
 
 Fast (every ``FAST_INTERVAL_S``) until the worker is ready or while draining, so readiness and
 "drained" are noticed quickly; slower once ready. Each round: /v1/models (liveness + which
-models), /metrics (load), and, once per engine process, a warm-up completion.
+models), /metrics (load, and forward progress: see ``progress.py``), and, once per engine
+process, a warm-up completion.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgspec
 import structlog
@@ -16,6 +18,7 @@ from .health import UNHEALTHY_AFTER_FAILURES
 from .metrics import AgentMetrics
 from .metrics_parser import engine_load, parse_prometheus_text
 from .probes import EngineClient, ProbeError
+from .progress import DEFAULT_STALL_AFTER_S, ProgressSample, observe_progress
 from .state import AgentState
 
 log = structlog.get_logger("agent.monitor")
@@ -25,12 +28,13 @@ FAST_INTERVAL_S = 0.25
 
 class EngineMonitor:
     def __init__(self, state: AgentState, client: EngineClient, metrics: AgentMetrics, model: str,
-                 ready_interval_s: float) -> None:
+                 ready_interval_s: float, stall_after_s: float = DEFAULT_STALL_AFTER_S) -> None:
         self.state = state
         self.client = client
         self.metrics = metrics
         self.model = model
         self.ready_interval_s = ready_interval_s
+        self.stall_after_s = stall_after_s
 
     async def run(self) -> None:
         while True:
@@ -81,8 +85,23 @@ class EngineMonitor:
                 self.metrics.garbage_lines.inc(parsed.garbage_lines)
             st.engine_load = engine_load(parsed, models, self.model)
             self.metrics.set_engine_load(st.engine_load)
+            self._track_progress()
         if st.model_listed and st.warmed_incarnation != incarnation and not st.draining:
             await self._warm_up(incarnation)
+
+    def _track_progress(self) -> None:
+        st, load = self.state, self.state.engine_load
+        was_stalled = st.progress is not None and st.progress.stalled
+        sample = ProgressSample(requests_running=load.requests_running,
+                                generation_tokens_total=load.generation_tokens_total)
+        st.progress = observe_progress(st.progress, sample, time.monotonic(), self.stall_after_s)
+        self.metrics.engine_stalled.set(1 if st.progress.stalled else 0)
+        if st.progress.stalled and not was_stalled:
+            log.warning("engine_stalled", requests_running=load.requests_running,
+                        generation_tokens_total=load.generation_tokens_total,
+                        silent_for_s=round(st.progress.silent_for_s(time.monotonic()), 3))
+        elif was_stalled and not st.progress.stalled:
+            log.info("engine_progressing_again", requests_running=load.requests_running)
 
     async def _warm_up(self, incarnation: int) -> None:
         try:

@@ -1,5 +1,6 @@
-"""Checks against the machine, run before anything starts: creds readable, engine installed,
-ports free. Each failure is a ``ConfigError`` with one line saying what to fix.
+"""Checks against the machine, run before anything starts: credentials readable and well formed,
+engine installed and its command line acceptable, ports free. Each failure is a ``ConfigError``
+with one line saying what to fix.
 
 The agent's own listening socket is bound here and handed to the HTTP server, so the port
 cannot be taken between the check and the use. The engine's port can only be checked: the
@@ -10,21 +11,74 @@ from __future__ import annotations
 
 import shutil
 import socket
+import sys
 from pathlib import Path
 
+from .engine_command import engine_command
 from .settings import AgentSettings, ConfigError
+
+
+CREDS_WHERE = "--nats-creds-file / INVENTIV_NATS_CREDS_FILE"
+NKEY_WHERE = "--nats-nkey-seed-file / INVENTIV_NATS_NKEY_SEED_FILE"
+
+
+def _read_secret(path: str, where: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _nkeys(where: str):
+    # nats-py signs the server's nonce with the ``nkeys`` package for both forms of identity.
+    try:
+        import nkeys
+    except ImportError:
+        raise ConfigError(f"{where}: the nkeys package is missing; install the agent extra "
+                          "(pip install 'inventiv[agent]')") from None
+    return nkeys
 
 
 def check_creds(path: str | None) -> None:
     if path is None:
         return
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError as exc:
-        raise ConfigError(f"--nats-creds / INVENTIV_NATS_CREDS: cannot read {path}: {exc.strerror or exc}") from None
+    text = _read_secret(path, CREDS_WHERE)
     if "NATS USER JWT" not in text or "USER NKEY SEED" not in text:
-        raise ConfigError(f"--nats-creds / INVENTIV_NATS_CREDS: {path} is not a NATS .creds file "
-                          "(expected a user JWT and an nkey seed)")
+        raise ConfigError(f"{CREDS_WHERE}: {path} is not a NATS .creds file (expected a user JWT and an nkey seed)")
+    _nkeys(CREDS_WHERE)
+
+
+def check_nkey_seed(path: str | None) -> None:
+    """A user nkey seed (``SU...``) alone in the file, as ``nk -gen user`` writes it."""
+    if path is None:
+        return
+    seed = _read_secret(path, NKEY_WHERE).strip()
+    nkeys = _nkeys(NKEY_WHERE)
+    try:
+        if not seed.startswith("SU"):
+            raise ValueError("not a user seed")
+        nkeys.from_seed(bytearray(seed.encode())).wipe()
+    except Exception:  # nkeys raises its own error types, and binascii/ValueError on garbage
+        raise ConfigError(f"{NKEY_WHERE}: {path} does not hold a NATS user nkey seed (one line starting with SU)"
+                          ) from None
+
+
+def check_log_file(path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--log-file / INVENTIV_LOG_FILE: cannot append to {path}: {exc.strerror or exc}") from None
+
+
+def check_engine_command(settings: AgentSettings) -> None:
+    try:
+        engine_command(settings, sys.executable)
+    except ValueError as exc:
+        where = "--vllm-args / INVENTIV_VLLM_ARGS" if settings.engine == "vllm" else "--fake-args / INVENTIV_FAKE_ARGS"
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def check_engine_installed(settings: AgentSettings) -> None:
@@ -64,7 +118,10 @@ def bind_agent_socket(settings: AgentSettings) -> socket.socket:
 
 def preflight(settings: AgentSettings) -> socket.socket:
     """All machine checks; returns the agent's bound, listening socket."""
-    check_creds(settings.nats_creds)
+    check_creds(settings.nats_creds_file)
+    check_nkey_seed(settings.nats_nkey_seed_file)
+    check_log_file(settings.log_file)
+    check_engine_command(settings)
     check_engine_installed(settings)
     check_engine_port(settings)
     return bind_agent_socket(settings)

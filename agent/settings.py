@@ -23,6 +23,8 @@ Engine = Literal["fake", "vllm"]
 LogFormat = Literal["console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 ENGINES: tuple[str, ...] = ("fake", "vllm")
+# vLLM's --dtype choices (``vllm serve --help``).
+DTYPES: tuple[str, ...] = ("auto", "half", "float16", "bfloat16", "float", "float32")
 _USERINFO = re.compile(r"//[^/@]*@")
 
 
@@ -33,10 +35,16 @@ class ConfigError(Exception):
 class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
     instance_id: str
     org_id: str
+    # The served model name: what clients and the proxy ask for, and what heartbeats report.
     model: str
+    # What vLLM loads (a Hugging Face repo id or a local directory); defaults to ``model``.
+    model_source: str | None = None
     engine: Engine = "vllm"
     nats_url: str = "nats://127.0.0.1:4222"
-    nats_creds: str | None = None
+    # The worker's NATS identity, read from a file (reliability.md §4.7); at most one of the two.
+    # A .creds file (user JWT + nkey seed, decentralised auth) or a bare nkey seed (server-config users).
+    nats_creds_file: str | None = None
+    nats_nkey_seed_file: str | None = None
     engine_port: int = 8000
     agent_port: int = 8080
     # Where both the engine and the agent listen. Never a wildcard: vLLM has unauthenticated routes
@@ -52,8 +60,21 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
     probe_timeout_s: float = 5.0
     drain_timeout_s: float = 30.0
     stop_grace_s: float = 10.0
+    # Requests running and no generation token for this long -> unhealthy/stalled; 0 = never (progress.py).
+    stall_after_s: float = 60.0
     vllm_bin: str = "vllm"
+    # vLLM's own knobs; None leaves vLLM's default.
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
+    dtype: str | None = None
     vllm_args: tuple[str, ...] = ()
+    # Extra flags for the fake engine (tests script its metrics and hangs with these).
+    fake_args: tuple[str, ...] = ()
+    # Structured events are also appended here as JSON lines, rotated by size; None = stderr only.
+    log_file: str | None = None
+    log_file_max_bytes: int = 10 * 1024 * 1024
+    log_file_backups: int = 5
     # Optional shared key the engine requires on /v1/* (defence in depth); handed to the engine by env, never argv.
     engine_api_key: str | None = None
 
@@ -90,9 +111,11 @@ _OPTIONS: tuple[tuple[str, str, str, object], ...] = (
     ("--instance-id", "INVENTIV_INSTANCE_ID", "instance_id", _str),
     ("--org-id", "INVENTIV_ORG_ID", "org_id", _str),
     ("--model", "INVENTIV_MODEL", "model", _str),
+    ("--model-source", "INVENTIV_MODEL_SOURCE", "model_source", _str),
     ("--engine", "INVENTIV_ENGINE", "engine", _str),
     ("--nats-url", "NATS_URL", "nats_url", _str),
-    ("--nats-creds", "INVENTIV_NATS_CREDS", "nats_creds", _str),
+    ("--nats-creds-file", "INVENTIV_NATS_CREDS_FILE", "nats_creds_file", _str),
+    ("--nats-nkey-seed-file", "INVENTIV_NATS_NKEY_SEED_FILE", "nats_nkey_seed_file", _str),
     ("--engine-port", "INVENTIV_ENGINE_PORT", "engine_port", _int),
     ("--agent-port", "INVENTIV_AGENT_PORT", "agent_port", _int),
     ("--bind-host", "INVENTIV_BIND_HOST", "bind_host", _str),
@@ -105,8 +128,17 @@ _OPTIONS: tuple[tuple[str, str, str, object], ...] = (
     ("--probe-timeout-s", "INVENTIV_ENGINE_PROBE_TIMEOUT_S", "probe_timeout_s", _float),
     ("--drain-timeout-s", "INVENTIV_DRAIN_TIMEOUT_S", "drain_timeout_s", _float),
     ("--stop-grace-s", "INVENTIV_ENGINE_STOP_GRACE_S", "stop_grace_s", _float),
+    ("--stall-after-s", "INVENTIV_STALL_AFTER_S", "stall_after_s", _float),
     ("--vllm-bin", "INVENTIV_VLLM_BIN", "vllm_bin", _str),
+    ("--tensor-parallel-size", "INVENTIV_TENSOR_PARALLEL_SIZE", "tensor_parallel_size", _int),
+    ("--gpu-memory-utilization", "INVENTIV_GPU_MEMORY_UTILIZATION", "gpu_memory_utilization", _float),
+    ("--max-model-len", "INVENTIV_MAX_MODEL_LEN", "max_model_len", _int),
+    ("--dtype", "INVENTIV_DTYPE", "dtype", _str),
     ("--vllm-args", "INVENTIV_VLLM_ARGS", "vllm_args", _args),
+    ("--fake-args", "INVENTIV_FAKE_ARGS", "fake_args", _args),
+    ("--log-file", "INVENTIV_LOG_FILE", "log_file", _str),
+    ("--log-file-max-bytes", "INVENTIV_LOG_FILE_MAX_BYTES", "log_file_max_bytes", _int),
+    ("--log-file-backups", "INVENTIV_LOG_FILE_BACKUPS", "log_file_backups", _int),
     ("--engine-api-key", "INVENTIV_ENGINE_API_KEY", "engine_api_key", _str),
 )
 
@@ -159,10 +191,15 @@ def validate(values: dict[str, object]) -> AgentSettings:
         except UnsafeSubjectToken:
             raise ConfigError(f"{where} must be 1-128 of [A-Za-z0-9_-] (it becomes a NATS subject token), "
                               f"got {values[field]!r}") from None
-    model = values["model"]
-    assert isinstance(model, str)
-    if len(model) > 256 or any(ch.isspace() or ord(ch) < 32 for ch in model):
-        raise ConfigError(f"--model / INVENTIV_MODEL must be a model id without whitespace, got {model!r}")
+    for field, where in (("model", "--model / INVENTIV_MODEL"), ("model_source", "--model-source / INVENTIV_MODEL_SOURCE")):
+        name = values.get(field)
+        if isinstance(name, str) and (len(name) > 256 or any(ch.isspace() or ord(ch) < 32 for ch in name)):
+            raise ConfigError(f"{where} must be a model id without whitespace, got {name!r}")
+    if values.get("nats_creds_file") and values.get("nats_nkey_seed_file"):
+        raise ConfigError("--nats-creds-file and --nats-nkey-seed-file are exclusive: a worker has one identity")
+    dtype = values.get("dtype")
+    if dtype is not None and dtype not in DTYPES:
+        raise ConfigError(f"--dtype / INVENTIV_DTYPE must be one of {', '.join(DTYPES)}, got {dtype!r}")
     engine = values.get("engine", "vllm")
     if engine not in ENGINES:
         raise ConfigError(f"--engine / INVENTIV_ENGINE must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -213,7 +250,14 @@ def _check_ranges(s: AgentSettings) -> None:
         (0.05 <= s.probe_timeout_s <= 300, "--probe-timeout-s must be between 0.05 and 300"),
         (0 <= s.drain_timeout_s <= 3600, "--drain-timeout-s must be between 0 and 3600"),
         (0 <= s.stop_grace_s <= 600, "--stop-grace-s must be between 0 and 600"),
+        (0 <= s.stall_after_s <= 86400, "--stall-after-s must be between 0 (off) and 86400"),
         (bool(s.vllm_bin), "--vllm-bin must not be empty"),
+        (1 <= s.tensor_parallel_size <= 64, "--tensor-parallel-size must be between 1 and 64"),
+        (s.gpu_memory_utilization is None or 0 < s.gpu_memory_utilization <= 1,
+         "--gpu-memory-utilization must be in (0, 1]"),
+        (s.max_model_len is None or s.max_model_len >= 1, "--max-model-len must be >= 1"),
+        (s.log_file_max_bytes >= 64 * 1024, "--log-file-max-bytes must be at least 65536"),
+        (0 <= s.log_file_backups <= 100, "--log-file-backups must be between 0 and 100"),
     )
     for ok, message in checks:
         if not ok:

@@ -17,6 +17,7 @@ from contracts.heartbeats import EngineLoad, WorkerStatus
 
 from .health import EngineState, HealthInputs, evaluate_status
 from .metrics import AgentMetrics
+from .progress import ProgressMark
 
 log = structlog.get_logger("agent.state")
 
@@ -39,6 +40,8 @@ class AgentState:
         self.ever_ready = False
         self.draining = False
         self.consecutive_probe_failures = 0
+        # Forward progress of the current engine process (None until its first /metrics reading).
+        self.progress: ProgressMark | None = None
         # Incremented after every probe round, so the drain can wait for a fresh reading.
         self.probe_rounds = 0
         self.status_changed = asyncio.Event()
@@ -60,6 +63,7 @@ class AgentState:
             warmed=self.warmed_incarnation == self.engine_incarnation and self.engine_incarnation > 0,
             ever_ready=self.ever_ready,
             consecutive_probe_failures=self.consecutive_probe_failures,
+            stalled=self.progress is not None and self.progress.stalled,
         )
 
     def refresh(self) -> None:
@@ -82,6 +86,7 @@ class AgentState:
         self.model_listed = False
         self.models = ()
         self.consecutive_probe_failures = 0
+        self.progress = None
         self.metrics.engine_up.set(1)
         self.refresh()
 
@@ -92,6 +97,8 @@ class AgentState:
         self.model_listed = False
         self.models = ()
         self.engine_load = EngineLoad()
+        self.progress = None
+        self.metrics.engine_stalled.set(0)
         self.metrics.set_engine_load(self.engine_load)
         self.metrics.engine_up.set(0)
         self.refresh()

@@ -1,11 +1,16 @@
 """A CPU stand-in for vLLM's OpenAI server, run as its own process.
 
     python -m agent.engines.fake_server --host 127.0.0.1 --port 8000 --model mock-echo-model \
-        [--tokens-per-s 0] [--delay-first-token-ms 0] [--max-num-seqs 256] [--exit-on-stdin-eof]
+        [--tokens-per-s 0] [--delay-first-token-ms 0] [--max-num-seqs 256] [--exit-on-stdin-eof] \
+        [--shutdown-timeout-s 5] [--control-routes]
 
 It speaks the OpenAI API the way vLLM does (same routes, chunk shapes, error shape, metric
 names) so the agent, the proxy and the tests exercise real code paths without a GPU. Output
 is deterministic; see ``echo.py`` for how tokens are derived.
+
+``--control-routes`` adds ``POST /fake/control`` for tests to script what a real engine does
+when it misbehaves (see ``FakeControl``): hang (requests stay running, no token comes out),
+report scripted /metrics values, or append raw text (garbage) to /metrics.
 
 It is also the "direct" baseline of the proxy benchmarks, so the hot path is lean: response
 fragments are prebuilt bytes, JSON goes through msgspec, uvloop is used when installed,
@@ -28,6 +33,7 @@ import msgspec
 from aiohttp import web
 
 from . import echo
+from .fake_metrics import EngineCounters, FakeControl, FakeScript, render_metrics
 
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder()
@@ -35,30 +41,18 @@ SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contro
 DONE = b"data: [DONE]\n\n"
 
 
-class EngineCounters:
-    """What /metrics reports: live state of this process, named like vLLM's."""
-
-    def __init__(self, max_num_seqs: int, kv_capacity_tokens: int) -> None:
-        self.running = 0
-        self.waiting = 0
-        self.prompt_tokens_total = 0
-        self.generation_tokens_total = 0
-        self.requests_total = 0
-        # Tokens reserved by running requests (prompt + max_tokens), against a notional KV cache:
-        # gives kv_cache_usage_perc a value that moves with load, like the real gauge.
-        self.kv_tokens = 0
-        self.kv_capacity_tokens = kv_capacity_tokens
-        self.slots = asyncio.Semaphore(max_num_seqs)
-
-
 class FakeEngine:
     def __init__(self, model: str, *, tokens_per_s: float = 0.0, first_token_delay_s: float = 0.0,
-                 api_key: str | None = None, max_num_seqs: int = 256, kv_capacity_tokens: int = 262144) -> None:
+                 api_key: str | None = None, max_num_seqs: int = 256, kv_capacity_tokens: int = 262144,
+                 control_routes: bool = False) -> None:
         self.model = model
         self.tokens_per_s = tokens_per_s
         self.first_token_delay_s = first_token_delay_s
         self.api_key = api_key
         self.counters = EngineCounters(max_num_seqs, kv_capacity_tokens)
+        self.control_routes = control_routes
+        self.script = FakeScript()
+        self._gate = self.script.gate
         self._model_json = _json.encode(model)
         self._label = model.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         self._models_body = _json.encode({
@@ -78,7 +72,21 @@ class FakeEngine:
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        if self.control_routes:
+            app.router.add_post("/fake/control", self.control)
         return app
+
+    async def control(self, request: web.Request) -> web.Response:
+        try:
+            change = msgspec.json.decode(await request.read(), type=FakeControl)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return self.error(400, f"Invalid control body: {exc}", "BadRequestError")
+        self.script.apply(change)
+        c = self.counters
+        return web.Response(body=_json.encode({
+            "hang": self.script.hanging, "scripted": self.script.scripted, "running": c.running,
+            "waiting": c.waiting, "generation_tokens_total": c.generation_tokens_total,
+        }), content_type="application/json")
 
     @staticmethod
     def error(status: int, message: str, type_: str, param: str | None = None) -> web.Response:
@@ -121,29 +129,7 @@ class FakeEngine:
         return denied or web.Response(body=self._models_body, content_type="application/json")
 
     async def metrics(self, request: web.Request) -> web.Response:
-        c = self.counters
-        label = f'{{model_name="{self._label}"}}'
-        kv = min(c.kv_tokens / c.kv_capacity_tokens, 1.0) if c.kv_capacity_tokens else 0.0
-        text = (
-            "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
-            "# TYPE vllm:num_requests_running gauge\n"
-            f"vllm:num_requests_running{label} {float(c.running)}\n"
-            "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
-            "# TYPE vllm:num_requests_waiting gauge\n"
-            f"vllm:num_requests_waiting{label} {float(c.waiting)}\n"
-            "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n"
-            "# TYPE vllm:kv_cache_usage_perc gauge\n"
-            f"vllm:kv_cache_usage_perc{label} {kv}\n"
-            "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.\n"
-            "# TYPE vllm:prompt_tokens_total counter\n"
-            f"vllm:prompt_tokens_total{label} {float(c.prompt_tokens_total)}\n"
-            "# HELP vllm:generation_tokens_total Number of generation tokens processed.\n"
-            "# TYPE vllm:generation_tokens_total counter\n"
-            f"vllm:generation_tokens_total{label} {float(c.generation_tokens_total)}\n"
-            "# HELP vllm:request_success_total Count of successfully processed requests.\n"
-            "# TYPE vllm:request_success_total counter\n"
-            f"vllm:request_success_total{label} {float(c.requests_total)}\n"
-        )
+        text = render_metrics(self.counters, self._label, self.script)
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     # ---- generation -----------------------------------------------------------------------
@@ -213,6 +199,7 @@ class FakeEngine:
     async def _complete(self, chat: bool, tokens: list[str], prompt_tokens: int) -> web.Response:
         if self.first_token_delay_s > 0 or self.tokens_per_s > 0:
             await self._pace(len(tokens), asyncio.get_running_loop().time())
+        await self._gate()
         self.counters.generation_tokens_total += len(tokens)
         usage = _usage(prompt_tokens, len(tokens))
         text = "".join(tokens)
@@ -268,6 +255,7 @@ class FakeEngine:
             if self.tokens_per_s <= 0:
                 # Everything is due at once (after the first-token delay): one write.
                 await self._pace(0, start)
+                await self._gate()
                 self.counters.generation_tokens_total += len(tokens)
                 await response.write(b"".join(chunks + tail))
             else:
@@ -277,6 +265,7 @@ class FakeEngine:
                     await response.write(chunks[0])
                 for i in range(len(tokens)):
                     await self._pace(i, start)
+                    await self._gate()
                     await response.write(chunks[i + offset])
                     self.counters.generation_tokens_total += 1
                 await response.write(b"".join(tail))
@@ -369,9 +358,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="require this bearer key on /v1/* (default: $VLLM_API_KEY)")
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
                         help="exit when stdin closes (set by the agent so the engine dies with it)")
+    parser.add_argument("--shutdown-timeout-s", type=float, default=5.0,
+                        help="after SIGTERM, how long in-flight requests may finish; 0 cuts them off at once")
+    parser.add_argument("--control-routes", action="store_true",
+                        help="serve POST /fake/control (hang, scripted metrics) for tests")
     args = parser.parse_args(argv)
-    if args.tokens_per_s < 0 or args.delay_first_token_ms < 0 or args.max_num_seqs < 1:
-        parser.error("--tokens-per-s and --delay-first-token-ms must be >= 0, --max-num-seqs >= 1")
+    if args.tokens_per_s < 0 or args.delay_first_token_ms < 0 or args.max_num_seqs < 1 or args.shutdown_timeout_s < 0:
+        parser.error("--tokens-per-s, --delay-first-token-ms and --shutdown-timeout-s must be >= 0, "
+                     "--max-num-seqs >= 1")
     return args
 
 
@@ -386,15 +380,16 @@ def main(argv: list[str] | None = None) -> None:
     asyncio.set_event_loop(loop)
     engine = FakeEngine(args.model, tokens_per_s=args.tokens_per_s,
                         first_token_delay_s=args.delay_first_token_ms / 1000.0,
-                        api_key=args.api_key, max_num_seqs=args.max_num_seqs)
+                        api_key=args.api_key, max_num_seqs=args.max_num_seqs, control_routes=args.control_routes)
     print(f"fake engine: serving {args.model} on {args.host}:{args.port} "
           f"(tokens_per_s={args.tokens_per_s}, first_token_delay_ms={args.delay_first_token_ms})", flush=True)
     app = engine.app()
     if args.exit_on_stdin_eof:
         _exit_on_stdin_eof(app)
     # run_app turns SIGTERM/SIGINT into a graceful stop: stop accepting, let handlers finish (bounded).
+    # aiohttp reads a shutdown timeout of 0 as "no limit"; a millisecond is "cut them off".
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None,
-                shutdown_timeout=5.0, loop=loop)
+                shutdown_timeout=max(args.shutdown_timeout_s, 0.001), loop=loop)
 
 
 if __name__ == "__main__":

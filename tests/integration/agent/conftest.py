@@ -221,6 +221,13 @@ async def is_ready(http: aiohttp.ClientSession, agent: AgentProcess) -> bool:
         return False
 
 
+async def script_engine(http: aiohttp.ClientSession, agent: AgentProcess, **change) -> dict:
+    """POST /fake/control on the agent's fake engine (started with ``--fake-args=--control-routes``)."""
+    async with http.post(agent.engine_url + "/fake/control", json=change) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
 async def wait_for_exit(proc: subprocess.Popen, timeout_s: float = 15.0) -> int:
     await wait_until(lambda: proc.poll() is not None, timeout_s=timeout_s, message="the process to exit")
     return proc.returncode

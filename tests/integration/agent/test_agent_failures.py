@@ -49,13 +49,19 @@ def busy_port():
 def _bad_config_cases(tmp_path: Path, busy: int) -> list[tuple[list[str], dict, str]]:
     garbage_creds = tmp_path / "not.creds"
     garbage_creds.write_text("hello")
+    garbage_seed = tmp_path / "not.nk"
+    garbage_seed.write_text("SUAGARBAGE")
     ports = ["--engine-port", str(free_port()), "--agent-port", str(free_port())]
     base = BASE + ports
     return [
         (base + ["--engine", "tgi"], {}, "--engine / INVENTIV_ENGINE must be one of fake, vllm"),
         ([a for a in base if a not in ("--model", "mock-echo-model")], {}, "INVENTIV_MODEL is required"),
-        (base, {"INVENTIV_NATS_CREDS": str(tmp_path / "missing.creds")}, "cannot read"),
-        (base, {"INVENTIV_NATS_CREDS": str(garbage_creds)}, "not a NATS .creds file"),
+        (base, {"INVENTIV_NATS_CREDS_FILE": str(tmp_path / "missing.creds")}, "cannot read"),
+        (base, {"INVENTIV_NATS_CREDS_FILE": str(garbage_creds)}, "not a NATS .creds file"),
+        (base, {"INVENTIV_NATS_NKEY_SEED_FILE": str(tmp_path / "missing.nk")}, "cannot read"),
+        (base, {"INVENTIV_NATS_NKEY_SEED_FILE": str(garbage_seed)}, "does not hold a NATS user nkey seed"),
+        (base + ["--fake-args=--port 1"], {}, "may not be overridden"),
+        (base + ["--log-file", str(tmp_path / "no-such-dir" / "agent.jsonl")], {}, "--log-file"),
         (BASE + ["--engine-port", str(free_port()), "--agent-port", str(busy)], {}, "--agent-port"),
         (BASE + ["--engine-port", str(busy), "--agent-port", str(free_port())], {}, "--engine-port"),
         (base + ["--engine", "vllm", "--vllm-bin", "/nonexistent/vllm"], {}, "not found on PATH"),

@@ -5,9 +5,11 @@ share the agent (starting it once keeps the suite fast)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+from urllib.parse import quote
 
 import openai
 import pytest_asyncio
@@ -20,9 +22,13 @@ from tests.helpers import wait_until
 @pytest_asyncio.fixture(scope="module")
 async def agent(agent_nats, nats_conn, tmp_path_factory):
     # 100 tokens/s: fast enough for quick tests, slow enough to keep a stream in flight during the drain.
-    proc = AgentProcess(tmp_path_factory.mktemp("agent"), nats_url=agent_nats.url, instance_id="inst-life",
+    # The engine cuts in-flight requests off the moment it gets SIGTERM (as an engine without a
+    # graceful shutdown does), so a request that finishes during the drain proves the agent waited.
+    log_dir = tmp_path_factory.mktemp("agent")
+    proc = AgentProcess(log_dir, nats_url=agent_nats.url, instance_id="inst-life",
                         extra_args=("--fake-tokens-per-s", "100", "--restart-backoff-s", "0.2",
-                                    "--probe-timeout-s", "0.3"))
+                                    "--probe-timeout-s", "0.3", "--fake-args=--shutdown-timeout-s 0",
+                                    "--log-file", str(log_dir / "events.jsonl")))
     # Subscribe before the agent starts, so its very first heartbeat is seen.
     beats = await subscribe_heartbeats(nats_conn, proc.subject)
     proc.beats = beats
@@ -78,6 +84,10 @@ async def test_engine_answers_the_openai_client_and_the_agent_mirrors_its_load(a
     assert "inventiv_agent_heartbeats_published_total" in text
     assert re.search(r'^inventiv_agent_heartbeat_publish_errors_total\{reason="error"\} 0\.0$', text, re.M)
     assert "inventiv_agent_nats_connected 1.0" in text
+    # The machine's readings, as sampled for heartbeats; no GPU here, so no GPU series at all.
+    assert re.search(r"^inventiv_agent_system_memory_total_bytes [1-9]", text, re.M)
+    assert re.search(r"^inventiv_agent_system_cpu_pct \d", text, re.M)
+    assert not re.search(r"^inventiv_agent_gpu_\w+\{", text, re.M)
 
 
 async def test_logs_returns_recent_structured_events(agent, http):
@@ -88,6 +98,16 @@ async def test_logs_returns_recent_structured_events(agent, http):
     events = [e["event"] for e in everything["events"]]
     assert "agent_starting" in events and "engine_output" in events and "status_changed" in events
     assert (await get_json(http, agent.url + "/logs?tail=abc"))[0] == 400
+    # since: only events stamped at or after it (the middle event's own timestamp included).
+    middle = everything["events"][len(everything["events"]) // 2]["timestamp"]
+    status, recent = await get_json(http, agent.url + "/logs?tail=1000&since=" + quote(middle))
+    assert status == 200 and 0 < recent["returned"] < everything["returned"] + 5
+    assert all(e["timestamp"] >= middle for e in recent["events"])
+    assert (await get_json(http, agent.url + "/logs?since=" + quote("2999-01-01T00:00:00Z")))[1]["returned"] == 0
+    assert (await get_json(http, agent.url + "/logs?since=last-tuesday"))[0] == 400
+    # The same structured events go to the rotated file on disk, one JSON object per line.
+    on_disk = [json.loads(line) for line in (agent.log_path.parent / "events.jsonl").read_text().splitlines()]
+    assert {"agent_starting", "status_changed"} <= {e["event"] for e in on_disk}
 
 
 async def test_an_engine_that_stops_answering_is_reported_unhealthy_until_it_answers_again(agent, http):

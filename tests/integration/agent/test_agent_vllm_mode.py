@@ -30,8 +30,9 @@ async def test_the_vllm_engine_is_launched_on_the_private_address_and_becomes_re
     vllm.chmod(0o755)
     agent = AgentProcess(tmp_path, nats_url=agent_nats.url, engine="vllm", model="Qwen/Qwen2.5-0.5B-Instruct",
                          instance_id="inst-vllm",
-                         extra_args=("--vllm-bin", str(vllm), "--vllm-args=--max-model-len 1024",
-                                     "--engine-api-key", "per-instance-key"))
+                         extra_args=("--vllm-bin", str(vllm), "--model-source", str(tmp_path / "weights"),
+                                     "--max-model-len", "1024", "--dtype", "bfloat16",
+                                     "--vllm-args=--enforce-eager", "--engine-api-key", "per-instance-key"))
     beats = await subscribe_heartbeats(nats_conn, agent.subject)
     agent.start()
     try:
@@ -39,9 +40,11 @@ async def test_the_vllm_engine_is_launched_on_the_private_address_and_becomes_re
         ready = await beats.wait_for("ready")
         assert ready.engine.models == ("Qwen/Qwen2.5-0.5B-Instruct",)
         launched = json.loads(record.read_text())
-        assert launched["argv"] == ["serve", "Qwen/Qwen2.5-0.5B-Instruct", "--host", "127.0.0.1",
+        assert launched["argv"] == ["serve", str(tmp_path / "weights"), "--host", "127.0.0.1",
                                     "--port", str(agent.engine_port),
-                                    "--served-model-name", "Qwen/Qwen2.5-0.5B-Instruct", "--max-model-len", "1024"]
+                                    "--served-model-name", "Qwen/Qwen2.5-0.5B-Instruct",
+                                    "--tensor-parallel-size", "1", "--max-model-len", "1024", "--dtype", "bfloat16",
+                                    "--enforce-eager"]
         assert launched["env"] == {"VLLM_API_KEY": "per-instance-key", "VLLM_NO_USAGE_STATS": "1"}
         _, info = await get_json(http, agent.url + "/info")
         assert info["engine"] == "vllm"

@@ -28,6 +28,10 @@ READY = dict(engine_state="running", engine_answering=True, model_listed=True, w
      "warming_up"),
     (dict(ever_ready=True, engine_state="running", engine_answering=True, warmed=True), "unhealthy",
      "model_not_listed"),
+    (dict(READY, ever_ready=True, stalled=True), "unhealthy", "stalled"),
+    (dict(READY, stalled=True), "starting", "stalled"),
+    (dict(READY, ever_ready=True, stalled=True, consecutive_probe_failures=3), "unhealthy", "engine_not_responding"),
+    (dict(READY, ever_ready=True, stalled=True, draining=True), "draining", "shutdown_requested"),
     (dict(READY, draining=True), "draining", "shutdown_requested"),
     (dict(engine_state="stopped", draining=True, ever_ready=True), "draining", "shutdown_requested"),
     (dict(engine_state="failed"), "failed", "engine_gave_up"),
@@ -45,13 +49,14 @@ def test_status_table(inputs, status, reason):
                  model_listed=st.booleans(),
                  warmed=st.booleans(),
                  ever_ready=st.booleans(),
-                 consecutive_probe_failures=st.integers(0, 100)))
+                 consecutive_probe_failures=st.integers(0, 100),
+                 stalled=st.booleans()))
 def test_invariants(inputs):
     verdict = evaluate_status(inputs)
-    # ready needs a listed, warmed model on a running engine; only ready carries no reason.
+    # ready needs a listed, warmed model on a running engine making progress; only ready carries no reason.
     if verdict.status == "ready":
         assert inputs.engine_state == "running" and inputs.engine_answering
-        assert inputs.model_listed and inputs.warmed
+        assert inputs.model_listed and inputs.warmed and not inputs.stalled
         assert verdict.reason is None and not inputs.draining
     else:
         assert verdict.reason
