@@ -55,19 +55,29 @@ def load_config_files(kind: str, config_dir: Path = NATS_CONFIG_DIR) -> list[dic
     return [json.loads(p.read_text()) for p in sorted((config_dir / kind).glob("*.json"))]
 
 
+# Streams whose content may be dropped to change what cannot be updated in place (storage type).
+DISPOSABLE_STREAMS = frozenset({"HEARTBEATS"})
+
+
 async def apply_nats_config(js: JetStreamContext, config_dir: Path = NATS_CONFIG_DIR) -> list[str]:
     """Create or update every stream and durable consumer from ``nats/``. Idempotent."""
     applied: list[str] = []
     for raw in load_config_files("streams", config_dir):
         cfg = api.StreamConfig.from_response(dict(raw))
         try:
-            await js.stream_info(cfg.name)
+            info = await js.stream_info(cfg.name)
         except NotFoundError:
             await js.add_stream(cfg)
             applied.append(f"stream {cfg.name}: created")
-        else:
-            await js.update_stream(cfg)
-            applied.append(f"stream {cfg.name}: updated")
+            continue
+        if info.config.storage != cfg.storage and cfg.name in DISPOSABLE_STREAMS:
+            # The storage type cannot be updated in place; telemetry may simply start afresh.
+            await js.delete_stream(cfg.name)
+            await js.add_stream(cfg)
+            applied.append(f"stream {cfg.name}: recreated ({info.config.storage} -> {cfg.storage})")
+            continue
+        await js.update_stream(cfg)
+        applied.append(f"stream {cfg.name}: updated")
     for raw in load_config_files("consumers", config_dir):
         raw = dict(raw)
         stream = raw.pop("stream_name")

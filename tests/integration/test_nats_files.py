@@ -30,3 +30,28 @@ async def test_applying_over_existing_streams_keeps_their_messages(nats_client):
     await js.publish("cmd.instance.check", b"{}")
     await natsio.apply_nats_config(js)
     assert (await js.stream_info("COMMANDS")).state.messages == 1
+
+
+async def test_heartbeats_survive_a_server_restart_and_an_old_memory_stream_is_replaced(nats_server, tmp_path):
+    import dataclasses
+
+    from nats.js.api import StorageType
+
+    from services.runtime import natsio
+
+    nc = await natsio.connect(nats_server.url, name="test")
+    js = nc.jetstream()
+    await natsio.apply_nats_config(js)
+    info = await js.stream_info("HEARTBEATS")
+    await js.delete_stream("HEARTBEATS")
+    await js.add_stream(dataclasses.replace(info.config, storage=StorageType.MEMORY))  # as shipped before
+    applied = await natsio.apply_nats_config(js)
+    assert "stream HEARTBEATS: recreated (memory -> file)" in applied
+    await js.publish("hb.org.inst", b"{}", stream="HEARTBEATS")
+    await nc.close()
+
+    nats_server.stop()
+    nats_server.start()  # same port, same store dir
+    nc = await natsio.connect(nats_server.url, name="test")
+    assert (await nc.jetstream().stream_info("HEARTBEATS")).state.messages == 1
+    await nc.close()
