@@ -67,7 +67,8 @@ async def test_deploy_chat_cost_terminate_rebuild(stack):
         assert any(m["model_id"] == MODEL for m in models)
 
         events: list[dict] = []
-        sse_task = asyncio.create_task(_collect_sse(http, "/events/stream", events, auth))
+        # From the start of the org's history (Last-Event-ID 0): whenever the stream connects, nothing is missed.
+        sse_task = asyncio.create_task(_collect_sse(http, "/events/stream", events, {**auth, "Last-Event-ID": "0"}))
 
         deploy = await http.post("/deployments", headers=auth,
                                  json={"model": MODEL, "instance_type": "mock-local-small", "zone": "local"})
