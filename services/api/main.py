@@ -11,6 +11,7 @@ from services.runtime.logging import configure_logging
 from services.runtime.settings import runtime_settings_from_env
 
 from .app import create_app
+from .proxy.http_protocol import OpenAIErrorHttpToolsProtocol
 from .settings import ApiSettings
 
 
@@ -44,7 +45,8 @@ def main() -> None:
         host=api.host,
         port=api.port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with malformed requests under /v1 (e.g. CR/LF in a header) answered in OpenAI's error shape.
+        http=OpenAIErrorHttpToolsProtocol,
         lifespan="on",
         access_log=False,  # the request middleware logs each request once, with its request id
         proxy_headers=True,

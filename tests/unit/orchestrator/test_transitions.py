@@ -135,7 +135,9 @@ def test_whatever_the_core_decides_evolve_accepts(data):
         assert state.status not in lc.TERMINAL or not state.billing  # terminated instances cost nothing
         if state.status == lc.READY:
             assert state.upstream_url is not None
-        if state.status in (lc.STARTING, lc.READY) and policy.install:
-            # With an installer, a worker is only trusted once its install (of this generation) finished.
+        brought_up = {ev.event_tag(e) for e in decision.events} & {"instance.worker_starting", "instance.ready"}
+        if brought_up and policy.install:
+            # With an installer, bring-up trusts a worker only once its install (of this generation)
+            # finished. (A startup_failed instance may still be *recovered* by a late, healthy worker.)
             assert state.install_phase == INSTALL_PHASES[-1]
     assert fold([]) == EMPTY
