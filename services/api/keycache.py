@@ -10,6 +10,10 @@
   Expired keys are refused at lookup time.
 - A revocation is applied the moment its event is delivered (milliseconds); revoked key ids
   are remembered so a replayed creation can never bring one back.
+- Per-key limits (``requests_per_minute``, ``max_concurrent_requests``) are taken from the
+  creation event or the read-model row when they carry fields of those names (the contract has
+  none today: every key then gets the proxy's defaults, ``INVENTIV_PROXY_KEY_RPM`` /
+  ``INVENTIV_PROXY_KEY_CONCURRENCY``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,19 @@ from .read_model_snapshot import read_model_snapshot
 log = structlog.get_logger(__name__)
 
 KEY_EVENT_SUBJECTS = ["evt.*.api_key.*.created", "evt.*.api_key.*.revoked"]
+# Names of the optional per-key limit fields, on ``ApiKeyCreated`` and as ``rm.api_keys`` columns.
+LIMIT_FIELDS = ("requests_per_minute", "max_concurrent_requests")
+
+
+def _limit(value) -> int | None:
+    """A usable limit (int >= 0) or None (use the default)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
 
 
 class ApiKeyPrincipal(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,6 +56,9 @@ class ApiKeyPrincipal(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str | None
     scopes: frozenset[str]
     expires_at: datetime | None = None
+    # The key's own limits; None = the proxy's defaults, 0 = unlimited.
+    requests_per_minute: int | None = None
+    max_concurrent_requests: int | None = None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -71,7 +91,8 @@ class KeyCache:
 
     # --- writers ---------------------------------------------------------------------------
 
-    def add(self, *, key_id: str, key_hash: str, org_id: str, user_id: str | None, scopes, expires_at: datetime | None) -> None:
+    def add(self, *, key_id: str, key_hash: str, org_id: str, user_id: str | None, scopes, expires_at: datetime | None,
+            requests_per_minute: int | None = None, max_concurrent_requests: int | None = None) -> None:
         key_id, org_id = str(key_id), str(org_id)
         if key_id in self._revoked:
             return
@@ -81,6 +102,8 @@ class KeyCache:
             user_id=None if user_id is None else str(user_id),
             scopes=frozenset(scopes or ()),
             expires_at=expires_at,
+            requests_per_minute=_limit(requests_per_minute),
+            max_concurrent_requests=_limit(max_concurrent_requests),
         )
         old = self._hash_by_id.get(key_id)
         if old is not None and old != key_hash:
@@ -97,6 +120,8 @@ class KeyCache:
             user_id=event.user_id,
             scopes=event.scopes,
             expires_at=event.expires_at,
+            requests_per_minute=getattr(event, LIMIT_FIELDS[0], None),
+            max_concurrent_requests=getattr(event, LIMIT_FIELDS[1], None),
         )
 
     def revoke(self, key_id: str) -> None:
@@ -116,9 +141,8 @@ class KeyCache:
 
     async def load(self, pool) -> int:
         """Load keys from ``rm.api_keys``; returns the checkpoint they reflect (0 = replay everything)."""
-        checkpoint, rows = await read_model_snapshot(
-            pool, "SELECT id, org_id, user_id, key_hash, scopes, expires_at, revoked_at FROM rm.api_keys", what="api_keys"
-        )
+        # SELECT *: the limit columns are read when the read model has them, and nothing breaks when it does not.
+        checkpoint, rows = await read_model_snapshot(pool, "SELECT * FROM rm.api_keys", what="api_keys")
         for row in rows:
             if row["revoked_at"] is not None:
                 self.revoke(str(row["id"]))
@@ -130,6 +154,8 @@ class KeyCache:
                     user_id=row["user_id"],
                     scopes=row["scopes"],
                     expires_at=row["expires_at"],
+                    requests_per_minute=row.get(LIMIT_FIELDS[0]),
+                    max_concurrent_requests=row.get(LIMIT_FIELDS[1]),
                 )
         return int(checkpoint)
 

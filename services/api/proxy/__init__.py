@@ -13,14 +13,26 @@ Use::
 Optionally serve ``proxy.wrap_asgi(app)`` instead of ``app`` to answer ``/v1/*`` before Litestar
 (cheaper per request; Litestar's app-level middleware then does not run for ``/v1``).
 
-Modules: ``app.py`` (HTTP behaviour), ``routing_table.py`` / ``policy.py`` (routing),
-``upstream.py`` (HTTP client to the engines), ``sse.py`` (stream relay), ``usage.py`` (usage
-records), ``jsfollow.py`` (gap-free event following), ``standalone.py`` (a proxy-only app).
+Modules, one job each:
+
+- ``app.py``: the ASGI entry point and lifecycle, wiring the steps below in order;
+- ``request.py``: headers, bounded body, JSON and field validation (caps), include_usage;
+- ``auth.py``: API key (key cache) or session; the ``inference`` scope;
+- ``admission.py`` / ``limits.py``: per-key requests per minute and in flight (pure limiter);
+- ``forwarding.py``: worker choice and retries; ``policy.py`` / ``affinity.py`` (pure) and
+  ``routing_table.py`` (fed by NATS) behind it; ``targets.py``: where a worker is;
+- ``relay.py``: one upstream attempt relayed to the client; ``sse.py``: the stream relay (pure);
+  ``upstream.py``: the HTTP/1.1 client to the engines (``upstream_aiohttp.py``: the aiohttp alternative);
+- ``accounting.py`` / ``usage.py`` / ``metrics.py``: usage record and metrics per request;
+- ``models_endpoint.py``: ``/v1/models``; ``errors.py`` / ``responses.py``: OpenAI-shaped answers;
+- ``jsfollow.py`` (gap-free event following), ``catalog.py``, ``settings.py``,
+  ``standalone.py`` (a proxy-only app), ``http_protocol.py`` (OpenAI-shaped parser errors).
 """
 
 from __future__ import annotations
 
-from .app import Proxy, SessionAuthenticator
+from .app import Proxy
+from .auth import SessionAuthenticator
 from .settings import ProxySettings
 
 

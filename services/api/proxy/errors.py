@@ -22,12 +22,14 @@ def sse_error_event(message: str, code: str) -> bytes:
 class ProxyError(Exception):
     """An error answered to the client as-is."""
 
-    __slots__ = ("status", "body")
+    __slots__ = ("status", "body", "headers")
 
-    def __init__(self, status: int, message: str, type_: str, code: str | None, param: str | None = None):
+    def __init__(self, status: int, message: str, type_: str, code: str | None, param: str | None = None,
+                 headers: list[tuple[bytes, bytes]] | None = None):
         super().__init__(message)
         self.status = status
         self.body = error_body(message, type_, code, param)
+        self.headers = headers  # extra response headers (Retry-After)
 
 
 def invalid_api_key() -> ProxyError:
@@ -48,6 +50,34 @@ def invalid_json(detail: str = "") -> ProxyError:
 
 def missing_model() -> ProxyError:
     return ProxyError(400, "You must provide a model parameter.", "invalid_request_error", "missing_model", "model")
+
+
+def invalid_value(message: str, param: str | None) -> ProxyError:
+    return ProxyError(400, message, "invalid_request_error", "invalid_value", param)
+
+
+def non_finite_number() -> ProxyError:
+    return ProxyError(400, "Numbers in the request body must be finite: NaN, Infinity and values beyond "
+                      "the range of a double (such as 1e999) are not accepted.", "invalid_request_error",
+                      "non_finite_number")
+
+
+def invalid_header(name: bytes) -> ProxyError:
+    shown = name[:64].decode("latin-1")
+    return ProxyError(400, f"The value of the header '{shown}' contains a control character (CR, LF or NUL).",
+                      "invalid_request_error", "invalid_header")
+
+
+def rate_limited(limit: int, retry_after_s: int) -> ProxyError:
+    return ProxyError(429, f"Rate limit reached for this API key: {limit} requests per minute. "
+                      f"Retry in {retry_after_s} s.", "requests", "rate_limit_exceeded",
+                      headers=[(b"retry-after", str(retry_after_s).encode())])
+
+
+def too_many_concurrent(limit: int, retry_after_s: int) -> ProxyError:
+    return ProxyError(429, f"Too many concurrent requests for this API key: at most {limit} at a time.",
+                      "requests", "concurrency_limit_exceeded",
+                      headers=[(b"retry-after", str(retry_after_s).encode())])
 
 
 def model_not_found(model: str) -> ProxyError:

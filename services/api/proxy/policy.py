@@ -15,17 +15,22 @@ staleness window or not ``ready`` (draining, unhealthy, starting, failed), that 
 penalised (failed recently) or excluded (already tried by this request), or that belongs to
 an org the caller may not use.
 
-With a ``session_key``, rendezvous hashing (highest random weight) pins a conversation to one
-worker, so adding or removing a worker only moves the sessions of that worker. Unlike the
-original (which ignored load when sticky), the pinned worker is left when it has more than
-``sticky_slack`` requests outstanding above the least-loaded one.
+With a ``session_key`` (the ``X-Inventiv-Session`` header, scoped to the caller's org), the
+request goes to the session's worker by rendezvous hashing (``affinity.py``): its home among
+the model's workers the caller may use when that one is routable (``session_affinity``), else
+the highest-weight routable one (``session_fallback``: the home is stale, draining, unhealthy,
+penalised or was already tried by this request). A home that leaves the table is replaced for
+good by the session's next worker. Adding or removing a worker only moves the sessions of
+that worker. Unlike the original (which ignored load when sticky), the pinned
+worker is left for the least-loaded one when it has more than ``sticky_slack`` requests
+outstanding above it (``session_overflow``).
 """
 
 from __future__ import annotations
 
-import zlib
 from typing import Container, Mapping, NamedTuple
 
+from .affinity import weight
 from .routing_table import RoutingSnapshot, WorkerState
 
 STICKY_SLACK = 4
@@ -35,7 +40,7 @@ class Choice(NamedTuple):
     instance_id: str
     upstream_url: str
     org_id: str
-    reason: str  # "least_outstanding" | "session_affinity"
+    reason: str  # least_outstanding | session_affinity | session_fallback | session_overflow
 
 
 def is_routable(worker: WorkerState, now: float, stale_s: float) -> bool:
@@ -77,10 +82,6 @@ def _load_key(w: WorkerState, outstanding: Mapping[str, int]):
     return (outstanding.get(w.instance_id, 0), w.requests_waiting, kv if kv is not None else 0.0, w.requests_running)
 
 
-def _weight(session_key: str, instance_id: str) -> int:
-    return zlib.crc32(f"{session_key}\x00{instance_id}".encode())
-
-
 def choose(
     snapshot: RoutingSnapshot,
     model: str,
@@ -97,15 +98,19 @@ def choose(
     candidates = eligible(snapshot, model, now, penalised, allowed_orgs=allowed_orgs, exclude=exclude)
     if not candidates:
         return None
-    if len(candidates) == 1:
+    if len(candidates) == 1 and not session_key:
         w = candidates[0]
-        return Choice(w.instance_id, w.upstream_url, w.org_id, "session_affinity" if session_key else "least_outstanding")
+        return Choice(w.instance_id, w.upstream_url, w.org_id, "least_outstanding")
     keys = [_load_key(w, outstanding) for w in candidates]
     best = min(keys)
     if session_key:
-        pinned = max(candidates, key=lambda w: (_weight(session_key, w.instance_id), w.instance_id))
+        weights = {w.instance_id: (weight(session_key, w.instance_id), w.instance_id)
+                   for w in snapshot.workers.get(model, ())
+                   if allowed_orgs is None or w.org_id in allowed_orgs}
+        pinned = max(candidates, key=lambda w: weights[w.instance_id])
         if outstanding.get(pinned.instance_id, 0) <= best[0] + sticky_slack:
-            return Choice(pinned.instance_id, pinned.upstream_url, pinned.org_id, "session_affinity")
+            reason = "session_affinity" if weights[pinned.instance_id] == max(weights.values()) else "session_fallback"
+            return Choice(pinned.instance_id, pinned.upstream_url, pinned.org_id, reason)
     tied = [w for w, k in zip(candidates, keys) if k == best]
     w = tied[tiebreak % len(tied)]
-    return Choice(w.instance_id, w.upstream_url, w.org_id, "least_outstanding")
+    return Choice(w.instance_id, w.upstream_url, w.org_id, "session_overflow" if session_key else "least_outstanding")

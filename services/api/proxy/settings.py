@@ -1,4 +1,7 @@
-"""Proxy settings: one place, parsed from the environment once (``ProxySettings.from_env``)."""
+"""Proxy settings: one place, parsed from the environment once (``ProxySettings.from_env``).
+
+Each field's environment variable is in ``from_env``; the field docstrings say what they do.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +39,15 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
     """Request header whose value pins a conversation to a worker (rendezvous hashing, load-capped)."""
     session_cookie: str | None = None
     """When set and no Authorization header is present, this cookie is passed to ``authenticate_session``."""
+    max_tokens_cap: int = 32_768
+    """Largest ``max_tokens`` / ``max_completion_tokens`` accepted; above gets 400 (param named), no upstream call."""
+    max_n: int = 16
+    """Largest ``n`` (and vLLM's ``best_of``) accepted; above gets 400, no upstream call."""
+    key_rpm: int = 3_000
+    """Requests per minute per API key (token bucket, burst = one minute's worth) unless the key carries its
+    own limit; 0 = unlimited. PER API PROCESS: with N processes a key can get up to N times this (limits.py)."""
+    key_concurrency: int = 64
+    """Requests in flight per API key unless the key carries its own limit; 0 = unlimited. Per API process."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ProxySettings":
@@ -65,6 +77,10 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
             usage_publish_timeout_s=num("INVENTIV_PROXY_USAGE_PUBLISH_TIMEOUT_S", 5.0, float),
             shared_orgs=shared,
             session_cookie=env.get("INVENTIV_PROXY_SESSION_COOKIE") or None,
+            max_tokens_cap=num("INVENTIV_PROXY_MAX_TOKENS", 32_768, int),
+            max_n=num("INVENTIV_PROXY_MAX_N", 16, int),
+            key_rpm=num("INVENTIV_PROXY_KEY_RPM", 3_000, int),
+            key_concurrency=num("INVENTIV_PROXY_KEY_CONCURRENCY", 64, int),
         )
         settings.validate()
         return settings
@@ -81,5 +97,11 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
         if self.upstream_api_key is not None and (
                 not self.upstream_api_key.isprintable() or any(c.isspace() for c in self.upstream_api_key)):
             raise SystemExit("inventiv: INVENTIV_PROXY_UPSTREAM_API_KEY must be printable, without spaces")
+        if self.max_tokens_cap < 1:
+            raise SystemExit("inventiv: INVENTIV_PROXY_MAX_TOKENS must be >= 1")
+        if self.max_n < 1:
+            raise SystemExit("inventiv: INVENTIV_PROXY_MAX_N must be >= 1")
+        if self.key_rpm < 0 or self.key_concurrency < 0:
+            raise SystemExit("inventiv: INVENTIV_PROXY_KEY_RPM and INVENTIV_PROXY_KEY_CONCURRENCY must be >= 0")
         if self.upstream_connections < 1:
             raise SystemExit("inventiv: INVENTIV_PROXY_UPSTREAM_CONNECTIONS must be >= 1")

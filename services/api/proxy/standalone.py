@@ -6,19 +6,23 @@ For tests, benchmarks, and running the data plane as its own process::
         python -m services.api.proxy.standalone --host 127.0.0.1 --port 8010 [--raw]
 
 ``--raw`` dispatches ``/v1/*`` to the proxy before Litestar (``Proxy.wrap_asgi``), to measure
-what the Litestar mount costs.
+what the Litestar mount costs. ``--reuse-port`` binds with ``SO_REUSEPORT``, so that several
+processes can serve one port, the kernel spreading connections over them (one per core).
+Requests under ``/v1`` that the HTTP parser refuses get OpenAI-shaped 400s (``http_protocol``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 from contextlib import asynccontextmanager
 
 from services.runtime import natsio
 
 from ..keycache import KeyCache
 from . import Proxy, ProxySettings, build_proxy
+from .http_protocol import OpenAIErrorHttpToolsProtocol
 
 
 class ProxyStack:
@@ -108,12 +112,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8010)
     parser.add_argument("--raw", action="store_true", help="answer /v1 before Litestar (Proxy.wrap_asgi)")
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="bind with SO_REUSEPORT (several processes on one port)")
     parser.add_argument("--log-level", default=os.environ.get("INVENTIV_LOG_LEVEL", "warning"))
     args = parser.parse_args(argv)
     configure_logging("proxy", fmt=os.environ.get("INVENTIV_LOG_FORMAT", "console"), level=args.log_level)
     app = create_app(bypass_litestar=args.raw)
-    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools", access_log=False,
-                log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=30)
+    config = uvicorn.Config(app, host=args.host, port=args.port, loop="uvloop", http=OpenAIErrorHttpToolsProtocol,
+                            access_log=False, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=30,
+                            proxy_headers=False)  # the proxy never looks at the client's address
+    sockets = None
+    if args.reuse_port:
+        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((args.host, args.port))
+        sock.set_inheritable(True)
+        sockets = [sock]
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from contracts.events import ApiKeyCreated, ApiKeyRevoked, InstanceReady, Instan
 from contracts.heartbeats import EngineLoad, Heartbeat
 from services.api.keys import generate_api_key, hash_api_key, visible_prefix
 from services.api.proxy import ProxySettings
+from services.api.proxy.http_protocol import OpenAIErrorHttpToolsProtocol
 from services.api.proxy.standalone import create_app
 from services.runtime import natsio
 from services.runtime.embedded import free_port
@@ -51,7 +52,7 @@ class Harness:
                               settings=ProxySettings(**defaults), bypass_litestar=bypass_litestar)
         self.port = free_port()
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, lifespan="on", access_log=False,
-                                log_level="warning", http="httptools", timeout_graceful_shutdown=5)
+                                log_level="warning", http=OpenAIErrorHttpToolsProtocol, timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
         self._task = asyncio.get_running_loop().create_task(self.server.serve())
         await wait_until(lambda: self.server.started or self._task.done(), timeout_s=10, message="proxy started")

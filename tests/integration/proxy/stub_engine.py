@@ -3,7 +3,8 @@
 Deterministic: a streamed chat answer is ``tokens`` content deltas ``"t0 "``, ``"t1 "``, ...; with
 ``stream_options.include_usage`` it ends with a usage-only chunk (``choices: []``) as vLLM does.
 Failure modes: ``"500"`` answers every inference call with a 500, ``"die_mid_stream"`` drops the
-connection after two events, ``"slow"`` waits ``delay_s`` between events.
+connection after two events; ``delay_s`` is the wait between streamed events, ``unary_delay_s``
+the wait before a non-streamed answer.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from services.runtime.embedded import free_port
 
 class StubEngine:
     def __init__(self, model: str, *, mode: str = "ok", tokens: int = 8, delay_s: float = 0.0,
-                 fail_first: int = 0) -> None:
+                 fail_first: int = 0, unary_delay_s: float = 0.0) -> None:
+        self.unary_delay_s = unary_delay_s
         self.model = model
         self.fail_first = fail_first
         self.mode = mode
@@ -76,6 +78,8 @@ class StubEngine:
             return body
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         if not body.get("stream"):
+            if self.unary_delay_s:
+                await asyncio.sleep(self.unary_delay_s)
             text = "".join(self.sent_tokens())
             return web.json_response({
                 "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": self.model,

@@ -8,7 +8,9 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.api.proxy.app import _cookie_value, _inject_include_usage, upstream_base
+from services.api.proxy.auth import cookie_value as _cookie_value
+from services.api.proxy.request import inject_include_usage as _inject_include_usage
+from services.api.proxy.targets import upstream_base
 from services.api.proxy.sse import StreamRelay, usage_from_body
 
 
@@ -46,7 +48,17 @@ def test_relay_drops_only_the_usage_event_and_reads_usage_whatever_the_chunking(
     expected = data if forward else b"".join(events[:-2] + events[-1:])
     assert out == expected
     assert relay.usage is not None and relay.usage.prompt_tokens == 5 and relay.usage.completion_tokens == n
-    assert relay.events == n
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 20), st.integers(0, 22), st.lists(st.integers(0, 3000), max_size=20), st.booleans())
+def test_a_stream_cut_before_its_usage_event_counts_the_events_relayed(n, keep, cuts, null_usage):
+    events = _events(n, usage=True, null_usage=null_usage)
+    data = b"".join(events[:min(keep, n)])  # the engine died after `keep` content events
+    out, relay = _relay(data, [c % (len(data) + 1) for c in cuts], forward_usage=False,
+                        strip_null_usage=null_usage)
+    assert relay.usage is None and relay.events == min(keep, n)
+    assert out == b"".join(_events(min(keep, n), usage=False)[:-1])  # ([DONE] never came)
 
 
 def test_relay_strips_null_usage_it_caused():
@@ -55,6 +67,23 @@ def test_relay_strips_null_usage_it_caused():
     assert b'"usage":null' not in out and b'"usage":{' not in out
     assert out == b"".join(_events(3, usage=False))
     assert relay.usage.completion_tokens == 3
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 10), st.lists(st.integers(0, 3000), max_size=10), st.booleans())
+def test_null_usage_on_every_chunk_is_forwarded_when_the_client_asked_for_usage(n, cuts, forward):
+    events = _events(n, usage=True, null_usage=True)
+    data = b"".join(events)
+    out, relay = _relay(data, [c % (len(data) + 1) for c in cuts], forward_usage=forward)
+    assert out == (data if forward else b"".join(events[:-2] + events[-1:]))
+    assert relay.usage.completion_tokens == n
+
+
+def test_continuous_usage_keeps_the_last_figures():
+    events = [b'data: {"choices":[{"delta":{"content":"a"}}],"usage":{"prompt_tokens":2,"completion_tokens":%d}}\n\n'
+              % i for i in range(1, 4)] + [b"data: [DONE]\n\n"]
+    out, relay = _relay(b"".join(events), [], forward_usage=False)
+    assert out == b"".join(events) and relay.usage.completion_tokens == 3
 
 
 def test_relay_counts_events_when_there_is_no_usage():

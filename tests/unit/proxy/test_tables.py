@@ -57,6 +57,22 @@ def test_keycache_refuses_expired_keys():
     assert cache.authenticate(new).key_id == "k2"
 
 
+def test_keycache_carries_per_key_limits_when_given_and_none_otherwise():
+    cache = KeyCache()
+    plain, limited = generate_api_key(), generate_api_key()
+    cache.add_from_event(created(plain, "k1"))  # today's contract has no limit fields
+    p = cache.authenticate(plain)
+    assert p.requests_per_minute is None and p.max_concurrent_requests is None
+    cache.add(key_id="k2", key_hash=hash_api_key(limited), org_id="o1", user_id="u1", scopes=("inference",),
+              expires_at=None, requests_per_minute=30, max_concurrent_requests="2")
+    q = cache.authenticate(limited)
+    assert (q.requests_per_minute, q.max_concurrent_requests) == (30, 2)
+    cache.add(key_id="k2", key_hash=hash_api_key(limited), org_id="o1", user_id="u1", scopes=("inference",),
+              expires_at=None, requests_per_minute=-1, max_concurrent_requests="lots")
+    q = cache.authenticate(limited)
+    assert (q.requests_per_minute, q.max_concurrent_requests) == (None, None)  # unusable: the defaults apply
+
+
 def hb(status="ready", model="m", waiting=0.0):
     return Heartbeat(status=status, model=model, sent_at=datetime(2000, 1, 1, tzinfo=timezone.utc),
                      engine=EngineLoad(requests_waiting=waiting))
