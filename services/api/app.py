@@ -25,11 +25,13 @@ from litestar.openapi.spec import Components, SecurityScheme
 from services.runtime.settings import RuntimeSettings
 
 from .auth.principal import provide_org_id, provide_principal
+from .auth.runtime import identity_lifespan
 from .errors import EXCEPTION_HANDLERS
 from .keycache import ApiKeyPrincipal
 from .lifespan import build_lifespan
 from .middleware import request_context_middleware
-from .routes import api_keys, auth, catalog, deployments, events, instances, meta
+from .routes import api_keys, auth, catalog, deployments, events, fleet, instances, meta
+from .routes import audit, invitations, members, organizations, passwords, sessions, users
 from .settings import ApiSettings
 from .state import resources
 
@@ -95,9 +97,17 @@ def create_app(settings: RuntimeSettings, api: ApiSettings | None = None) -> Lit
         *meta.route_handlers,
         *auth.route_handlers,
         *api_keys.route_handlers,
+        *organizations.route_handlers,
+        *members.route_handlers,
+        *invitations.route_handlers,
+        *users.route_handlers,
+        *sessions.route_handlers,
+        *passwords.route_handlers,
+        *audit.route_handlers,
         *catalog.route_handlers,
         *deployments.route_handlers,
         *instances.route_handlers,
+        *fleet.route_handlers,
         *events.route_handlers,
         *load_finops_handlers(),
     ]
@@ -128,7 +138,7 @@ def create_app(settings: RuntimeSettings, api: ApiSettings | None = None) -> Lit
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_context_middleware],
-        lifespan=[build_lifespan(settings, api, proxy, session_bridge)],
+        lifespan=[build_lifespan(settings, api, proxy, session_bridge), identity_lifespan(settings)],
         openapi_config=openapi,
         request_max_body_size=api.max_body_bytes,
         debug=False,

@@ -1,8 +1,9 @@
 """Server-side sessions in ``public.user_sessions``: a random token in the cookie, its SHA-256 in the row.
 
 The read side joins the projected users and memberships (``rm``): a session whose user has
-vanished stops working, and the current organisation is the session's own when the user is
-still a member there, else the user's first membership.
+vanished or was deleted stops working, and the current organisation is the session's own when
+the user is still a member there, else the user's first membership; a session switched to the
+Personal workspace has no organisation at all.
 """
 
 from __future__ import annotations
@@ -43,10 +44,19 @@ def token_digest(token: str) -> str:
 
 
 async def first_membership(pool: asyncpg.Pool, user_id: str) -> tuple[str, str] | None:
+    """The organisation a new session starts in: the one the user's latest session used, if the
+    user is still a member there (the original's behaviour), else their oldest membership."""
     row = await db.fetchrow(
         pool,
-        """SELECT organization_id, role FROM rm.memberships WHERE user_id = $1
-           ORDER BY created_at, organization_id LIMIT 1""",
+        """SELECT m.organization_id, m.role FROM rm.memberships m
+           LEFT JOIN LATERAL (
+               SELECT current_organization_id FROM public.user_sessions
+               WHERE user_id = $1 AND current_organization_id IS NOT NULL ORDER BY last_used_at DESC LIMIT 1
+           ) last ON true
+           WHERE m.user_id = $1 AND m.removed_at IS NULL
+           ORDER BY (m.organization_id IS NOT DISTINCT FROM last.current_organization_id) DESC, m.created_at,
+                    m.organization_id
+           LIMIT 1""",
         user_id,
     )
     return (str(row["organization_id"]), row["role"]) if row else None
@@ -72,10 +82,10 @@ async def create_session(
 _LOAD_SQL = """
 SELECT s.id, s.user_id, s.expires_at, u.email, u.is_admin, m.organization_id, m.role
 FROM public.user_sessions s
-JOIN rm.users u ON u.id = s.user_id
+JOIN rm.users u ON u.id = s.user_id AND u.deleted_at IS NULL
 LEFT JOIN LATERAL (
     SELECT organization_id, role FROM rm.memberships mm
-    WHERE mm.user_id = s.user_id
+    WHERE mm.user_id = s.user_id AND mm.removed_at IS NULL AND NOT s.personal_workspace
     ORDER BY (mm.organization_id IS NOT DISTINCT FROM s.current_organization_id) DESC, mm.created_at, mm.organization_id
     LIMIT 1
 ) m ON true
@@ -128,3 +138,43 @@ class SessionStore:
             session_id,
         )
         self._touched.pop(session_id, None)
+
+    async def revoke_all(self, user_id: str, *, keep: str | None = None) -> int:
+        """Revoke every live session of ``user_id`` except ``keep``; returns how many."""
+        status = await db.execute(
+            self._pool,
+            """UPDATE public.user_sessions SET revoked_at = now()
+               WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id <> $2::uuid)""",
+            user_id, keep,
+        )
+        return int(status.rsplit(" ", 1)[-1] or 0)
+
+    async def revoke_own(self, user_id: str, session_id: str) -> bool:
+        """Revoke one of ``user_id``'s live sessions; False when it is not theirs (or not live)."""
+        status = await db.execute(
+            self._pool,
+            """UPDATE public.user_sessions SET revoked_at = now()
+               WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now()""",
+            session_id, user_id,
+        )
+        return status.endswith(" 1")
+
+    async def list_live(self, user_id: str) -> list:
+        return await db.fetch(
+            self._pool,
+            """SELECT id, ip_address, user_agent, created_at, last_used_at, expires_at, current_organization_id,
+                      personal_workspace
+               FROM public.user_sessions
+               WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+               ORDER BY last_used_at DESC, id""",
+            user_id,
+        )
+
+    async def switch_workspace(self, session_id: str, org_id: str | None) -> None:
+        """Make ``org_id`` the session's organisation, or the Personal workspace when ``None``."""
+        await db.execute(
+            self._pool,
+            """UPDATE public.user_sessions SET current_organization_id = $2, personal_workspace = ($2::uuid IS NULL)
+               WHERE id = $1 AND revoked_at IS NULL""",
+            session_id, org_id,
+        )

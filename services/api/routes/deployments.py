@@ -21,7 +21,8 @@ from contracts.commands import ProvisionInstance
 from contracts.ids import derived_id, new_id
 
 from .. import db
-from ..auth.principal import Principal
+from ..auth.principal import Principal, require_org_role
+from ..auth.roles import OPERATE_ROLES
 from ..catalog_rules import incompatibility
 from ..commands import publish_command, stored_command
 from ..context import correlation_id, idempotency_key, utcnow
@@ -156,6 +157,7 @@ def _same_request(a: ProvisionInstance, b: ProvisionInstance) -> bool:
       summary="Deploy a model on a new instance (202 once the command is durable)")
 async def create_deployment(request: Request, data: DeploymentRequest, principal: Principal,
                             org_id: str) -> Response[CommandAccepted]:
+    require_org_role(principal, *OPERATE_ROLES)  # GPUs cost money: owners and admins deploy
     key = idempotency_key(request)  # validated before anything else happens
     res = resources(request)
     placement = await resolve_placement(res.pool, data)

@@ -19,7 +19,8 @@ from contracts.ids import derived_id, new_id
 from services.runtime.eventstore import EVENTS_STREAM
 
 from .. import db
-from ..auth.principal import Principal
+from ..auth.principal import Principal, require_org_role
+from ..auth.roles import OPERATE_ROLES
 from ..commands import publish_command
 from ..context import correlation_id, idempotency_key, utcnow
 from ..errors import Problem
@@ -116,6 +117,7 @@ async def _send_instance_command(
     With an ``Idempotency-Key`` the command id derives from (verb, org, instance, key): a retried
     request is the same command, stored once.
     """
+    require_org_role(principal, *OPERATE_ROLES)  # before the lookup: the answer says nothing about the instance
     instance_id = path_uuid("instance_id", instance_id)
     key = idempotency_key(request)
     res = resources(request)

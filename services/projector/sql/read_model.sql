@@ -100,21 +100,42 @@ CREATE INDEX ON {schema}.action_logs (org_id, seq DESC);
 CREATE INDEX ON {schema}.action_logs (instance_id, seq DESC);
 CREATE INDEX ON {schema}.action_logs (org_id, action_type, seq DESC);
 
+-- What each provider offers per zone (server types, prices, stock), from catalog syncs; newest wins.
+CREATE TABLE {schema}.provider_offers (
+    provider_code text NOT NULL,
+    zone_code text NOT NULL,
+    offers jsonb NOT NULL,
+    observed_at timestamptz NOT NULL,
+    last_event_seq bigint NOT NULL,
+    PRIMARY KEY (provider_code, zone_code)
+);
+
+-- --- identity (owned by the identity projection, services/projector/projections/identity*.py) ---
+-- Removals are marked, not deleted (removed_at, deleted_at, revoked_at): the audit keeps its
+-- subjects, and a later event (a re-added member, a re-created account) simply overwrites the row.
+
 CREATE TABLE {schema}.organizations (
     id uuid PRIMARY KEY,
     name text NOT NULL,
     slug text NOT NULL UNIQUE,
     created_by_user_id uuid,
     created_at timestamptz NOT NULL,
+    updated_at timestamptz,
     last_event_seq bigint NOT NULL DEFAULT 0
 );
 
+-- The id is derived from the e-mail address (one aggregate per address), so one address is one row.
 CREATE TABLE {schema}.users (
     id uuid PRIMARY KEY,
     email text NOT NULL UNIQUE,
     password_hash text NOT NULL,
     is_admin boolean NOT NULL DEFAULT false,
+    first_name text NOT NULL DEFAULT '',
+    last_name text NOT NULL DEFAULT '',
     created_at timestamptz NOT NULL,
+    updated_at timestamptz,
+    password_changed_at timestamptz,
+    deleted_at timestamptz,
     last_event_seq bigint NOT NULL DEFAULT 0
 );
 
@@ -122,10 +143,30 @@ CREATE TABLE {schema}.memberships (
     organization_id uuid NOT NULL,
     user_id uuid NOT NULL,
     role text NOT NULL CHECK (role IN ('owner', 'admin', 'manager', 'user')),
+    invitation_id uuid,
     created_at timestamptz NOT NULL,
+    updated_at timestamptz,
+    removed_at timestamptz,
     last_event_seq bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (organization_id, user_id)
 );
+CREATE INDEX ON {schema}.memberships (user_id);
+
+CREATE TABLE {schema}.invitations (
+    id uuid PRIMARY KEY,
+    org_id uuid NOT NULL,
+    email text NOT NULL,
+    role text NOT NULL CHECK (role IN ('owner', 'admin', 'manager', 'user')),
+    token_hash text NOT NULL UNIQUE,
+    expires_at timestamptz NOT NULL,
+    invited_by_user_id uuid NOT NULL,
+    created_at timestamptz NOT NULL,
+    accepted_at timestamptz,
+    accepted_by_user_id uuid,
+    revoked_at timestamptz,
+    last_event_seq bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX ON {schema}.invitations (org_id, created_at DESC);
 
 CREATE TABLE {schema}.api_keys (
     id uuid PRIMARY KEY,
@@ -136,8 +177,30 @@ CREATE TABLE {schema}.api_keys (
     key_hash text NOT NULL UNIQUE,
     scopes text[] NOT NULL,
     expires_at timestamptz,
+    requests_per_minute integer,               -- the proxy's per-key limits; NULL: its defaults
+    max_concurrent_requests integer,
     created_at timestamptz NOT NULL,
     revoked_at timestamptz,
     last_event_seq bigint NOT NULL DEFAULT 0
 );
 CREATE INDEX ON {schema}.api_keys (org_id);
+CREATE INDEX ON {schema}.api_keys (user_id);
+
+-- One row per identity event: who did what to whom, readable by the organisation's owners and
+-- admins (GET /audit). `org_id` is the tenant the event is filed under ('global' for accounts).
+-- `details` never holds a secret or a hash of one.
+CREATE TABLE {schema}.audit_log (
+    seq bigint PRIMARY KEY,
+    event_id uuid NOT NULL,
+    org_id text NOT NULL,
+    action text NOT NULL,                      -- the event's tag, e.g. membership.role_changed
+    actor text NOT NULL,                       -- user:<id> | api_key:<id> | system:<service>
+    actor_user_id uuid,
+    target_type text NOT NULL,                 -- organization | user | membership | invitation | api_key
+    target_id text NOT NULL,
+    target_user_id uuid,
+    details jsonb NOT NULL DEFAULT '{}'::jsonb,
+    correlation_id text NOT NULL,
+    created_at timestamptz NOT NULL
+);
+CREATE INDEX ON {schema}.audit_log (org_id, seq DESC);

@@ -58,6 +58,8 @@ def reference(events):
             continue
         if tag == "instance.install_phase_reached":
             phase = e.phase
+        if tag == "instance.reinstall_requested":
+            phase = None  # a new install generation starts from no phase
         if tag == "instance.server_created":
             server = True
         changes += after != status
