@@ -1,7 +1,8 @@
 """How workers are installed, from the environment: the SSH install driver or none.
 
-``INVENTIV_INSTALL_WORKERS``: ``ssh`` (default for a real provider) or ``none`` (default for the
-mock, whose servers start their agent themselves). With ``ssh``:
+``INVENTIV_INSTALL_WORKERS``: ``ssh`` (default for a real provider), ``mock`` (default for the
+mock provider: its servers start their worker themselves, and a reinstall restarts it) or
+``none`` (workers are started by the image; reinstall is refused). With ``ssh``:
 
 - ``INVENTIV_SSH_PRIVATE_KEY_FILE`` (required): the control plane's client key; its public half
   must be authorised on the servers (for Scaleway: the ``AUTHORIZED_KEY`` tag or project keys).
@@ -29,7 +30,8 @@ from .adapters.ssh_install_driver import SshInstallDriver, WorkerTemplate
 from .install.installer import SshInstaller
 from .domain.effects import DriveInstall
 from .install.model import DEFAULT_BASE_DIR, InvalidInstall
-from .ports import Compute
+from .adapters.mock_install_driver import MockInstallDriver
+from .ports import Compute, InstallDriver
 
 
 def _required(name: str) -> str:
@@ -40,10 +42,12 @@ def _required(name: str) -> str:
 
 
 def install_mode(provider: str) -> str:
-    default = "none" if provider == "mock" else "ssh"
+    default = "mock" if provider == "mock" else "ssh"
     mode = os.environ.get("INVENTIV_INSTALL_WORKERS", "").strip().lower() or default
-    if mode not in ("ssh", "none"):
-        raise SystemExit(f"inventiv: INVENTIV_INSTALL_WORKERS must be ssh or none, got {mode!r}")
+    if mode not in ("ssh", "mock", "none"):
+        raise SystemExit(f"inventiv: INVENTIV_INSTALL_WORKERS must be ssh, mock or none, got {mode!r}")
+    if mode == "mock" and provider != "mock":
+        raise SystemExit("inventiv: INVENTIV_INSTALL_WORKERS=mock only works with the mock provider")
     return mode
 
 
@@ -65,9 +69,12 @@ def worker_template_from_env() -> WorkerTemplate:
     )
 
 
-def build_install_driver(provider: str, compute: Compute) -> SshInstallDriver | None:
-    if install_mode(provider) == "none":
+def build_install_driver(provider: str, compute: Compute) -> InstallDriver | None:
+    mode = install_mode(provider)
+    if mode == "none":
         return None
+    if mode == "mock":
+        return MockInstallDriver(compute)  # type: ignore[arg-type]
     key_file = _required("INVENTIV_SSH_PRIVATE_KEY_FILE")
     template = worker_template_from_env()
     try:  # a bad setting stops the start-up, not every install later

@@ -72,6 +72,9 @@ class EventFollower:
         self._sub = None
         self.last_seq = 0
         self.applied = 0
+        # What the server still had pending for this consumer when it delivered the last message
+        # handled: 0 means everything delivered so far has been handled.
+        self._pending_after_last: int | None = None
 
     @staticmethod
     def _on_its_subject(event, subject: str) -> bool:
@@ -83,6 +86,8 @@ class EventFollower:
     async def _on_msg(self, msg: Msg) -> None:
         meta = js_metadata(msg.reply)
         seq = meta[0] if meta else 0
+        if meta:
+            self._pending_after_last = meta[2]
         if seq and seq <= self.last_seq:
             return  # a replay after a consumer reset: already applied
         try:
@@ -134,7 +139,11 @@ class EventFollower:
             except Exception as exc:  # the ordered consumer may be being recreated
                 info = None
                 log.debug("follow.consumer_info_failed", follower=self._name, error=str(exc))
-            if info is not None and info.num_pending == 0 and self.last_seq >= (info.delivered.stream_seq or 0):
+            # Not the delivered *stream* sequence: a filtered consumer moves it past messages it
+            # skipped, which this follower never sees (that waited out the whole timeout).
+            if info is not None and info.num_pending == 0 and (
+                (info.delivered.consumer_seq or 0) == 0 or self._pending_after_last == 0
+            ):
                 return
             if loop.time() > deadline:
                 log.warning("follow.catch_up_slow", follower=self._name, last_seq=self.last_seq)

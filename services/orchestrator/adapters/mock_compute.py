@@ -27,7 +27,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +39,7 @@ from contracts.catalog import Placement
 from services.runtime.embedded import free_port
 
 from ..domain.effects import ServerInfo
+from .mock_processes import MARKER_ENV, _alive, _signal, _start_ticks, _stop_process, _tail
 from ..domain.resources import IpInfo, ServerTypeOffer, VolumeInfo
 from ..ports import NotFound, Permanent, Transient
 
@@ -48,7 +48,6 @@ log = structlog.get_logger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LEDGER_FILE = "servers.json"
 LOCK_FILE = "ledger.lock"
-MARKER_ENV = "INVENTIV_MOCK_SERVER_ID"
 HOST = "127.0.0.1"
 
 
@@ -112,17 +111,7 @@ class MockCompute:
         log_path = self.state_dir / "logs" / f"{server_id}.log"
         env = self._agent_env(server_id, instance_id, org_id, placement.model_name, engine_port, agent_port)
         with _ledger(self.state_dir, self._lock) as servers:
-            with open(log_path, "ab") as log_file:
-                proc = subprocess.Popen(
-                    self.agent_command,
-                    env=env,
-                    cwd=str(REPO_ROOT),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group: deleted as a whole, spared by Ctrl-C
-                )
-            self._children[proc.pid] = proc
+            proc = self._spawn(env, log_path)
             servers[server_id] = {
                 "server_id": server_id,
                 "instance_id": instance_id,
@@ -138,6 +127,7 @@ class MockCompute:
                 "log": str(log_path),
                 "created_at": _now(),
                 "deleted_at": None,
+                "generation": 0,
             }
             entry = servers[server_id]
         log.info("mock.server_created", server_id=server_id, instance_id=instance_id, pid=proc.pid,
@@ -145,6 +135,52 @@ class MockCompute:
         if self.ambiguous_create_rate and self._random.random() < self.ambiguous_create_rate:
             raise Transient("injected: create outcome unknown (the server exists)")
         return self._info(entry)
+
+    def _spawn(self, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+        with open(log_path, "ab") as log_file:
+            proc = subprocess.Popen(
+                self.agent_command,
+                env=env,
+                cwd=str(REPO_ROOT),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: deleted as a whole, spared by Ctrl-C
+            )
+        self._children[proc.pid] = proc
+        return proc
+
+    # --- the worker on a server (what an install does on a real one) -----------------------
+
+    def worker_status(self, server_id: str) -> tuple[int, bool, str]:
+        """(install generation, whether the worker runs, the tail of its log). NotFound when gone."""
+        with _ledger(self.state_dir, self._lock) as servers:
+            entry = servers.get(server_id)
+        if entry is None or entry.get("deleted_at"):
+            raise NotFound(f"server {server_id} not found")
+        return entry.get("generation", 0), _alive(entry), _tail(entry.get("log"))
+
+    def reinstall_worker(self, server_id: str, generation: int) -> None:
+        """Replace the worker with install ``generation``: the old one drains (SIGTERM), a new one starts.
+
+        Idempotent: a generation at or below the installed one changes nothing.
+        """
+        with _ledger(self.state_dir, self._lock) as servers:
+            entry = servers.get(server_id)
+        if entry is None or entry.get("deleted_at"):
+            raise NotFound(f"server {server_id} not found")
+        if entry.get("generation", 0) >= generation:
+            return
+        _stop_process(entry, self.stop_grace_s, self._children.pop(entry["pid"], None))
+        env = self._agent_env(server_id, entry["instance_id"], entry["org_id"], entry["model"],
+                              entry["engine_port"], entry["agent_port"])
+        with _ledger(self.state_dir, self._lock) as servers:
+            current = servers[server_id]
+            if current.get("generation", 0) >= generation or current.get("deleted_at"):
+                return  # another replica got there first, or the server was deleted meanwhile
+            proc = self._spawn(env, Path(current["log"]))
+            current.update(pid=proc.pid, pid_start=_start_ticks(proc.pid), generation=generation)
+        log.info("mock.worker_reinstalled", server_id=server_id, generation=generation, pid=proc.pid)
 
     def get_server(self, server_id: str, zone: str) -> ServerInfo:
         self._maybe_fail("get_server")
@@ -313,94 +349,3 @@ def _two_free_ports() -> tuple[int, int]:
     while second == first:
         second = free_port(HOST)
     return first, second
-
-
-# --- processes ----------------------------------------------------------------------------
-
-
-def _stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, ...]; None if gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return raw.rsplit(")", 1)[1].split()
-
-
-def _start_ticks(pid: int) -> int | None:
-    fields = _stat(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None
-
-
-def _leader_is_ours(entry: dict[str, Any]) -> bool:
-    """Is ``pid`` still the process we started (not a reused pid)?"""
-    fields = _stat(entry["pid"])
-    if fields is None:
-        if not Path("/proc").is_dir():  # no procfs: best effort with signal 0
-            try:
-                os.kill(entry["pid"], 0)
-            except OSError:
-                return False
-            return True
-        return False
-    if fields[0] == "Z":
-        return False
-    expected = entry.get("pid_start")
-    return expected is None or int(fields[19]) == expected
-
-
-def _marked_pids(server_id: str) -> list[int]:
-    """Every live process carrying this server's marker in its environment (the agent and its engine)."""
-    needle = f"{MARKER_ENV}={server_id}".encode()
-    pids = []
-    for proc_dir in Path("/proc").glob("[0-9]*"):
-        try:
-            if needle in (proc_dir / "environ").read_bytes().split(b"\0"):
-                pid = int(proc_dir.name)
-                fields = _stat(pid)
-                if fields and fields[0] != "Z":
-                    pids.append(pid)
-        except (OSError, ValueError):
-            continue
-    return pids
-
-
-def _alive(entry: dict[str, Any]) -> bool:
-    return _leader_is_ours(entry) or bool(_marked_pids(entry["server_id"]))
-
-
-def _signal(entry: dict[str, Any], sig: int) -> None:
-    """Signal the server's process group, and any of its processes that left the group (an
-    engine started in a session of its own, or survivors of a leader that already exited)."""
-    group = entry["pid"] if _leader_is_ours(entry) else None
-    if group is not None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, sig)
-    for pid in _marked_pids(entry["server_id"]):
-        fields = _stat(pid)
-        if group is not None and fields is not None and int(fields[2]) == group:
-            continue  # already signalled with its group
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-
-
-def _stop_process(entry: dict[str, Any], grace_s: float, child: subprocess.Popen | None) -> None:
-    _signal(entry, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if child is not None:
-            child.poll()  # reap our own child so it does not linger as a zombie
-        if not _alive(entry):
-            break
-        time.sleep(0.05)
-    else:
-        log.warning("mock.server_kill", server_id=entry["server_id"], pid=entry["pid"])
-        _signal(entry, signal.SIGKILL)
-        kill_deadline = time.monotonic() + 2.0
-        while _alive(entry) and time.monotonic() < kill_deadline:
-            if child is not None:
-                child.poll()
-            time.sleep(0.02)
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=0.5)

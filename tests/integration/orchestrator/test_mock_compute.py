@@ -121,3 +121,65 @@ async def test_real_agent_end_to_end(nats_client, nats_server, state_dir):
 
 async def _terminated(orchestrator, org, instance) -> bool:
     return "instance.terminated" in await orchestrator.tags(org, instance)
+
+
+def test_reinstalling_a_worker_replaces_its_process_once_per_generation(state_dir):
+    compute = MockCompute(state_dir, nats_url="nats://127.0.0.1:1", agent_command=SLEEPER, stop_grace_s=1.0)
+    info = compute.create_server("inst-a", "org1", placement(), None, [])
+    [before] = compute.live_servers()
+    assert compute.worker_status(info.server_id)[:2] == (0, True)
+    compute.reinstall_worker(info.server_id, 1)
+    [after] = compute.live_servers()
+    assert after["pid"] != before["pid"] and compute.worker_status(info.server_id)[:2] == (1, True)
+    compute.reinstall_worker(info.server_id, 1)  # the same generation again: nothing changes
+    assert compute.live_servers()[0]["pid"] == after["pid"]
+    compute.delete_server(info.server_id, "local-1")
+    with pytest.raises(NotFound):
+        compute.reinstall_worker(info.server_id, 2)
+
+
+async def test_the_mock_provider_goes_through_install_reinstall_and_recovery(nats_client, nats_server, state_dir):
+    """The dev stack's lifecycle: install phases, a manual reinstall, and an automatic one after the worker died."""
+    import os
+    import signal
+
+    from contracts.events import InstanceInstallPhaseReached, InstanceReinstallRequested
+    from services.orchestrator.adapters.mock_install_driver import MockInstallDriver
+    from services.orchestrator.domain.backoff import Backoff
+    from services.orchestrator.domain.decision import Policy
+    from services.orchestrator.handlers import HandlerConfig
+    from tests.unit.orchestrator.factories import reinstall
+
+    compute = MockCompute(state_dir, nats_url=nats_server.url, heartbeat_interval_s=0.3, stop_grace_s=2.0)
+    config = HandlerConfig(provider_timeout_s=20.0, check_backoff=Backoff(base_s=0.1, cap_s=0.5),
+                           policy=Policy(install=True, watch_interval_s=0.3, unavailable_limit_s=0.0,
+                                         unavailable_action="reinstall"))
+    org, instance = "org-mock", new_id()
+    async with running_orchestrator(nats_client, compute, config=config,
+                                    installer=MockInstallDriver(compute)) as orchestrator:
+        await orchestrator.publish(provision(instance, org=org, model="fake/model-1"))
+        await wait_until(lambda: _count(orchestrator, org, instance, "instance.ready", 1), timeout_s=30,
+                         message="ready")
+        phases = [e.phase for e in await orchestrator.events(org, instance) if isinstance(e, InstanceInstallPhaseReached)]
+        assert phases == ["ssh_ready", "installing", "engine_starting", "agent_started"]
+
+        await orchestrator.publish(reinstall(instance, org=org))
+        await wait_until(lambda: _count(orchestrator, org, instance, "instance.ready", 2), timeout_s=30,
+                         message="ready after a manual reinstall")
+        [server] = compute.live_servers()
+        assert server["generation"] == 1
+
+        os.killpg(server["pid"], signal.SIGKILL)  # the worker dies: heartbeats stop
+        await wait_until(lambda: _count(orchestrator, org, instance, "instance.ready", 3), timeout_s=60,
+                         message="reinstalled automatically and ready again")
+        events = await orchestrator.events(org, instance)
+        automatic = [e for e in events if isinstance(e, InstanceReinstallRequested)][-1]
+        assert (automatic.generation, automatic.reason_code) == (2, "UNAVAILABLE_TOO_LONG")
+
+        await orchestrator.publish(terminate(instance, org=org))
+        await wait_until(lambda: _terminated(orchestrator, org, instance), timeout_s=20, message="terminated")
+        assert compute.live_servers() == []
+
+
+async def _count(orchestrator, org, instance, tag, n) -> bool:
+    return (await orchestrator.tags(org, instance)).count(tag) >= n

@@ -87,3 +87,28 @@ async def test_revocation_during_a_partition_is_applied_after_reconnect(nats_ser
         await cache.stop()
         await nc.close()
         await forwarder.stop()
+
+
+async def test_catching_up_does_not_wait_for_events_its_filter_skips(nats_client):
+    """Started behind the head with only non-matching events after it: caught up at once, not at the timeout."""
+    from contracts.events import OrganizationCreated
+    from services.api.proxy.jsfollow import EventFollower
+
+    store = JetStreamEventStore(nats_client.jetstream())
+    now = datetime.now(timezone.utc)
+    key_id = ids.new_id()
+    await store.append(ApiKeyCreated(id=ids.new_id(), org_id="org-a", actor="system:test", correlation_id="c",
+                                     causation_id="c", occurred_at=now, key_id=key_id, name="k", prefix="sk-inv-x",
+                                     key_hash="0" * 64, user_id=ids.new_id()), expected_last_seq=0)
+    for n in range(5):  # then events the key follower's filter does not match
+        org = ids.new_id()
+        await store.append(OrganizationCreated(id=ids.new_id(), org_id=org, actor="system:test", correlation_id="c",
+                                               causation_id="c", occurred_at=now, organization_id=org,
+                                               name=f"org {n}", slug=f"org-{n}"), expected_last_seq=0)
+    seen = []
+    follower = EventFollower(nats_client, name="keys", filter_subjects=["evt.*.api_key.>"],
+                             handler=lambda seq, event: seen.append(seq))
+    # The follower's own timeout is 30 s; being caught up must not depend on it.
+    await asyncio.wait_for(follower.start(1, catch_up_timeout_s=30.0), timeout=10.0)
+    await follower.stop()
+    assert seen == [1]

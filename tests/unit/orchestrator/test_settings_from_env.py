@@ -14,8 +14,7 @@ def test_defaults():
     assert (policy.watch_interval_s, policy.stale_after_intervals, policy.unavailable_action) == (4.0, 3.0, "reinstall")
     assert tick_schedule_from_env().periods() == {"reconcile": 120.0, "cleanup": 900.0, "catalog_sync": 3600.0}
     assert fleet_config_from_env("mock").orphan_action == "terminate"
-    assert install_mode("mock") == "none" and install_mode("scaleway") == "ssh"
-    assert build_install_driver("mock", compute=None) is None
+    assert install_mode("mock") == "mock" and install_mode("scaleway") == "ssh"
 
 
 def test_settings_are_read(monkeypatch):
@@ -43,6 +42,14 @@ def test_bad_values_stop_the_process_with_a_clear_message(monkeypatch, name, val
     with pytest.raises(SystemExit, match="inventiv: "):
         policy_from_env(install=True)
         fleet_config_from_env("mock")
+        install_mode("scaleway")
+
+
+def test_install_modes(monkeypatch):
+    monkeypatch.setenv("INVENTIV_INSTALL_WORKERS", "none")
+    assert build_install_driver("mock", compute=None) is None
+    monkeypatch.setenv("INVENTIV_INSTALL_WORKERS", "mock")
+    with pytest.raises(SystemExit, match="only works with the mock provider"):
         install_mode("scaleway")
 
 
