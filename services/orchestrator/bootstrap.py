@@ -38,7 +38,7 @@ from .adapters.fleet_view import JetStreamFleetView
 from .adapters.ticker import Ticker, TickSchedule
 from .fleet import FleetConfig, handle_fleet
 from .install_settings import build_install_driver
-from .lifecycle_settings import fleet_config_from_env, policy_from_env, tick_schedule_from_env
+from .lifecycle_settings import fleet_config_from_env, handler_timings_from_env, policy_from_env, tick_schedule_from_env
 from .adapters.heartbeat_watch import HeartbeatWatcher
 from .adapters.jetstream_consumer import CommandConsumer, ConsumerConfig
 from .adapters.nats_ports import JetStreamCommandPublisher, JetStreamHeartbeatReader
@@ -191,7 +191,7 @@ def build_orchestrator(settings: RuntimeSettings, nc: NATS, options: Orchestrato
     compute = build_compute(settings, options)
     installer = build_installer(settings, options, compute)
     policy = policy_from_env(install=installer is not None)
-    config = HandlerConfig(provider_timeout_s=options.provider_timeout_s, policy=policy)
+    config = HandlerConfig(provider_timeout_s=options.provider_timeout_s, policy=policy, **handler_timings_from_env())
     ports = build_ports(nc, compute, config=config, provider_concurrency=options.provider_concurrency,
                         installer=installer)
     log.info("orchestrator.configured", provider=options.provider, concurrency=options.concurrency,

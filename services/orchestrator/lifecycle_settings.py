@@ -11,6 +11,10 @@
 - ``INVENTIV_RECONCILE_INTERVAL_S`` (120), ``INVENTIV_CLEANUP_INTERVAL_S`` (900),
   ``INVENTIV_CATALOG_SYNC_INTERVAL_S`` (3600): fleet tick periods; 0 turns one off.
 - ``INVENTIV_PROVIDER_ZONES`` (comma-separated): zones always reconciled, besides those with instances.
+- ``INVENTIV_PROVIDER_RETRY_BASE_S`` (1) / ``INVENTIV_PROVIDER_RETRY_CAP_S`` (30): the delay before
+  retrying a failed provider call doubles from base to cap.
+- ``INVENTIV_KEEPALIVE_S`` (10): how often a long step tells NATS it is still working; keep it
+  well under the consumers' ``ack_wait`` (30 s in ``nats/consumers/*.json``).
 - ``INVENTIV_ORPHAN_ACTION`` (``terminate``): what to do with a server tagged for an instance
   the log does not know: ``terminate`` or ``report`` (log and count only).
 """
@@ -22,6 +26,7 @@ import os
 from services.runtime.settings import env_float, env_int
 
 from .adapters.ticker import TickSchedule
+from .domain.backoff import Backoff
 from .domain.decision import Policy
 from .fleet import FleetConfig
 
@@ -47,6 +52,19 @@ def policy_from_env(*, install: bool) -> Policy:
         )
     except ValueError as exc:
         raise SystemExit(f"inventiv: {exc}") from None
+
+
+def handler_timings_from_env() -> dict:
+    """Keyword arguments for ``HandlerConfig``: the provider retry curve and the keepalive period."""
+    try:
+        curve = Backoff(base_s=env_float("INVENTIV_PROVIDER_RETRY_BASE_S", 1.0),
+                        cap_s=env_float("INVENTIV_PROVIDER_RETRY_CAP_S", 30.0))
+    except ValueError as exc:
+        raise SystemExit(f"inventiv: INVENTIV_PROVIDER_RETRY_BASE_S/CAP_S: {exc}") from None
+    keepalive_s = env_float("INVENTIV_KEEPALIVE_S", 10.0)
+    if keepalive_s <= 0:
+        raise SystemExit("inventiv: INVENTIV_KEEPALIVE_S must be > 0")
+    return {"provider_backoff": curve, "keepalive_s": keepalive_s}
 
 
 def tick_schedule_from_env() -> TickSchedule:
