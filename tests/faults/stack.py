@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import json
 import os
-import sys
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
