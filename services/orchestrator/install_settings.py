@@ -14,8 +14,12 @@ mock provider: its servers start their worker themselves, and a reinstall restar
   parallelism, GPU memory utilisation, dtype — are refused), ``INVENTIV_WORKER_AGENT_INSTALL`` (a pip requirement or wheel path,
   or ``preinstalled:<path>``; default ``inventiv[agent,gpu]``).
 - ``INVENTIV_WORKER_HEARTBEAT_INTERVAL_S`` (4), ``INVENTIV_WORKER_AGENT_PORT`` (8080),
-  ``INVENTIV_WORKER_ENGINE_PORT`` (8000), ``INVENTIV_WORKER_BIND_HOST`` (127.0.0.1: loopback or a
-  private-network address, never a wildcard), ``INVENTIV_WORKER_BASE_DIR`` (/opt/inventiv).
+  ``INVENTIV_WORKER_ENGINE_PORT`` (8000), ``INVENTIV_WORKER_BIND_HOST`` (127.0.0.1; never a
+  wildcard): where the engine listens. The control plane's proxy reaches the engine at the
+  ``upstream_url`` the provider adapter derives from the server's address, so on a real provider
+  set it to that address with ``server-address`` (and let only the control plane reach ports
+  8000/8080 through the provider's security group) or to a private-network address.
+  ``INVENTIV_WORKER_BASE_DIR`` (/opt/inventiv).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from ..ports import Compute
 log = structlog.get_logger(__name__)
 
 Offload = Callable[..., Awaitable[Any]]
+SERVER_ADDRESS = "server-address"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +43,17 @@ class WorkerTemplate:
     engine_args: tuple[str, ...] = ()
     agent_install: str = "inventiv[agent,gpu]"
     base_dir: str = DEFAULT_BASE_DIR
+    # Where the engine and agent listen: an address, or SERVER_ADDRESS for the address the provider
+    # reports for the server (the control plane's proxy must reach the engine there; restrict
+    # the ports to the control plane with the provider's security group).
     bind_host: str = "127.0.0.1"
     ssh_port: int = 22
     ssh_username: str = "root"
 
-    def spec_for(self, effect: DriveInstall) -> WorkerSpec:
+    def spec_for(self, effect: DriveInstall, server_address: str | None = None) -> WorkerSpec:
+        bind_host = self.bind_host
+        if bind_host == SERVER_ADDRESS:
+            bind_host = server_address or "127.0.0.1"
         return WorkerSpec(
             instance_id=effect.instance_id,
             org_id=effect.org_id,
@@ -62,7 +69,7 @@ class WorkerTemplate:
             agent_install=self.agent_install,
             base_dir=self.base_dir,
             generation=effect.generation,
-            bind_host=self.bind_host,
+            bind_host=bind_host,
         )
 
 
@@ -82,7 +89,7 @@ class SshInstallDriver:
                            tuple(fingerprints))
         status = await self._installer.status(target, self._template.base_dir)
         if _needs_start(status.state, status.generation, effect.generation):
-            spec = self._template.spec_for(effect)
+            spec = self._template.spec_for(effect, server.ip_address)
             await self._installer.start(target, spec)
             log.info("orchestrator.install_started", instance_id=effect.instance_id, generation=effect.generation)
             status = await self._installer.status(target, self._template.base_dir)
@@ -98,4 +105,4 @@ def _needs_start(state: str, reported: int | None, wanted: int) -> bool:
     return reported < wanted  # an older install (or its failure): this generation replaces it
 
 
-__all__ = ["SshInstallDriver", "WorkerTemplate", "replace"]
+__all__ = ["SERVER_ADDRESS", "SshInstallDriver", "WorkerTemplate", "replace"]

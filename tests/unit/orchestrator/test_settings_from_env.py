@@ -66,3 +66,16 @@ def test_ssh_installs_need_a_key_and_the_workers_nats_address(monkeypatch, tmp_p
     monkeypatch.setenv("INVENTIV_WORKER_ENGINE_ARGS", "--max-model-len 8192")  # the agent owns this flag
     with pytest.raises(SystemExit, match="worker install settings"):
         build_install_driver("scaleway", compute=None)
+
+
+def test_the_engine_can_listen_on_the_servers_own_address_never_a_wildcard():
+    from services.orchestrator.adapters.ssh_install_driver import SERVER_ADDRESS, WorkerTemplate
+    from services.orchestrator.domain.effects import DriveInstall
+    from services.orchestrator.install.model import InvalidInstall
+
+    effect = DriveInstall("org", "instance", "server", "zone", 0, "org/model")
+    template = WorkerTemplate(nats_url="nats://10.0.0.2:4222", bind_host=SERVER_ADDRESS)
+    assert template.spec_for(effect, "51.15.0.7").bind_host == "51.15.0.7"
+    assert template.spec_for(effect, None).bind_host == "127.0.0.1"  # unknown yet: nothing exposed
+    with pytest.raises(InvalidInstall):
+        WorkerTemplate(nats_url="nats://10.0.0.2:4222", bind_host="0.0.0.0").spec_for(effect)
