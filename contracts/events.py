@@ -12,7 +12,7 @@ from typing import Literal, Union
 
 import msgspec
 
-from .base import Envelope, Event
+from .base import Event
 from .catalog import Placement
 from .identity import *  # noqa: F403  (identity events are part of this vocabulary)
 from .identity import IdentityAnyEvent
