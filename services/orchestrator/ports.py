@@ -108,6 +108,8 @@ class Compute(Protocol):
 
     def list_servers(self, zone: str) -> list[ServerInfo]: ...
 
+    def power_on(self, server_id: str, zone: str) -> None: ...  # NotFound when gone; no-op unless stopped
+
     # --- fleet upkeep: leaked volumes and IPs, catalog prices and stock, SSH host-key pins ---
 
     def list_volumes(self, zone: str) -> list[VolumeInfo]: ...  # every block volume of the project

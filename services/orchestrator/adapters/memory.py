@@ -157,6 +157,14 @@ class FakeCompute:
             server.deleted = True
             server.info = replace(server.info, state="deleted")
 
+    def power_on(self, server_id: str, zone: str) -> None:
+        with self._lock:
+            self._enter("power_on")
+            server = self.servers.get(server_id)
+            if server is None or server.deleted:
+                raise NotFound(server_id)
+            server.info = replace(server.info, state="running")
+
     def list_servers(self, zone: str) -> list[ServerInfo]:
         with self._lock:
             self._enter("list_servers")

@@ -160,27 +160,37 @@ class MockCompute:
             raise NotFound(f"server {server_id} not found")
         return entry.get("generation", 0), _alive(entry), _tail(entry.get("log"))
 
+    def power_on(self, server_id: str, zone: str) -> None:
+        """A stopped mock server is one whose worker process is gone: start it again (same generation)."""
+        self._maybe_fail("power_on")
+        generation, alive, _ = self.worker_status(server_id)
+        if not alive:
+            self._replace_worker(server_id, generation, only_above=False)
+
     def reinstall_worker(self, server_id: str, generation: int) -> None:
         """Replace the worker with install ``generation``: the old one drains (SIGTERM), a new one starts.
 
         Idempotent: a generation at or below the installed one changes nothing.
         """
+        self._replace_worker(server_id, generation, only_above=True)
+
+    def _replace_worker(self, server_id: str, generation: int, *, only_above: bool) -> None:
         with _ledger(self.state_dir, self._lock) as servers:
             entry = servers.get(server_id)
         if entry is None or entry.get("deleted_at"):
             raise NotFound(f"server {server_id} not found")
-        if entry.get("generation", 0) >= generation:
+        if only_above and entry.get("generation", 0) >= generation:
             return
         _stop_process(entry, self.stop_grace_s, self._children.pop(entry["pid"], None))
         env = self._agent_env(server_id, entry["instance_id"], entry["org_id"], entry["model"],
                               entry["engine_port"], entry["agent_port"])
         with _ledger(self.state_dir, self._lock) as servers:
             current = servers[server_id]
-            if current.get("generation", 0) >= generation or current.get("deleted_at"):
-                return  # another replica got there first, or the server was deleted meanwhile
+            if current.get("deleted_at") or current["pid"] != entry["pid"]:
+                return  # deleted meanwhile, or another replica replaced the worker first
             proc = self._spawn(env, Path(current["log"]))
             current.update(pid=proc.pid, pid_start=_start_ticks(proc.pid), generation=generation)
-        log.info("mock.worker_reinstalled", server_id=server_id, generation=generation, pid=proc.pid)
+        log.info("mock.worker_started", server_id=server_id, generation=generation, pid=proc.pid)
 
     def get_server(self, server_id: str, zone: str) -> ServerInfo:
         self._maybe_fail("get_server")

@@ -2,7 +2,7 @@
 
 One ``drive`` is one short step, safe to repeat:
 
-1. ask the provider for the server: not running or no address yet → "not ready";
+1. ask the provider for the server: stopped → power it on; not running or no address yet → "not ready";
 2. ask the provider for the server's SSH host-key fingerprints (published through its
    authenticated API): none yet → "not ready" (never connect unpinned);
 3. read the install status over SSH; when this generation has not started (or an older one
@@ -80,6 +80,12 @@ class SshInstallDriver:
 
     async def drive(self, effect: DriveInstall) -> InstallObservation:
         server = await self._offload(self._compute.get_server, effect.server_id, effect.zone)
+        if server.state == "stopped":
+            # Adopted after a create whose power-on never ran (a crash, an error after the create):
+            # an instance being brought up wants its server running.
+            await self._offload(self._compute.power_on, effect.server_id, effect.zone)
+            log.info("orchestrator.server_powered_on", instance_id=effect.instance_id, server_id=effect.server_id)
+            return InstallObservation(server_ready=False)
         if server.state != "running" or not server.ip_address:
             return InstallObservation(server_ready=False)
         fingerprints = await self._offload(self._compute.host_key_fingerprints, effect.server_id, effect.zone)

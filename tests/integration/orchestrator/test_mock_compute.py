@@ -15,7 +15,7 @@ from contracts.ids import new_id
 from services.orchestrator.adapters.mock_compute import MockCompute, stop_all_servers
 from services.orchestrator.bootstrap import mock_state_dir
 from services.orchestrator.ports import NotFound, Transient
-from tests.helpers import wait_until
+from tests.helpers import wait_until, wait_until_sync
 from tests.unit.orchestrator.factories import placement, provision, terminate
 
 from .conftest import running_orchestrator
@@ -183,3 +183,18 @@ async def test_the_mock_provider_goes_through_install_reinstall_and_recovery(nat
 
 async def _count(orchestrator, org, instance, tag, n) -> bool:
     return (await orchestrator.tags(org, instance)).count(tag) >= n
+
+
+def test_powering_on_a_mock_server_restarts_its_dead_worker(state_dir):
+    import os
+    import signal
+
+    compute = MockCompute(state_dir, nats_url="nats://127.0.0.1:1", agent_command=SLEEPER, stop_grace_s=1.0)
+    info = compute.create_server("inst-a", "org1", placement(), None, [])
+    compute.power_on(info.server_id, "local-1")  # running: nothing to do
+    [running] = compute.live_servers()
+    os.killpg(running["pid"], signal.SIGKILL)
+    wait_until_sync(lambda: compute.get_server(info.server_id, "local-1").state == "stopped", timeout_s=10)
+    compute.power_on(info.server_id, "local-1")
+    assert compute.get_server(info.server_id, "local-1").state == "running"
+    assert compute.worker_status(info.server_id)[:2] == (0, True)

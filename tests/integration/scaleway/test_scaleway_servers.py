@@ -190,6 +190,9 @@ def test_a_failure_after_the_create_is_transient_and_the_server_is_found(scalewa
     with pytest.raises(Transient, match="created but not started"):
         scaleway_compute.create_server("i1", "org1", gpu_placement(), None, our_tags("i1"))
     found = scaleway_compute.find_servers_by_tag("i1", ZONE)
-    assert len(found) == 1 and found[0].state == "stopped"  # never powered on: see the README's known gap
+    assert len(found) == 1 and found[0].state == "stopped"  # never powered on...
+    scaleway_compute.power_on(found[0].server_id, ZONE)  # ...which the install driver does when it adopts it
+    wait_until_sync(lambda: scaleway_compute.get_server(found[0].server_id, ZONE).state == "running", timeout_s=20)
+    scaleway_compute.power_on(found[0].server_id, ZONE)  # running: nothing to do
     scaleway_compute.delete_server(found[0].server_id, ZONE)
     assert scaleway_api.fake.inventory() == NOTHING

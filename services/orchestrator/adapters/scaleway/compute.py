@@ -95,6 +95,10 @@ class ScalewayCompute:
     def delete_server(self, server_id: str, zone: str) -> None:
         self._teardown.run(server_id, zone)
 
+    def power_on(self, server_id: str, zone: str) -> None:
+        """Start a server that is stopped (e.g. adopted after a create whose power-on never ran)."""
+        self._power_on(self._get(server_id, zone), zone)
+
     def list_servers(self, zone: str) -> list[ServerInfo]:
         servers = self._call("list_servers", self.client.instance.list_servers_all, zone=zone, per_page=_PAGE)
         return [self._info(s) for s in servers]
