@@ -25,14 +25,22 @@ from typing import Any
 import msgspec
 import structlog
 
-from contracts.events import ApiKeyCreated, ApiKeyRevoked
+from contracts.events import ApiKeyCreated, ApiKeyRevoked, MemberRemoved, UserDeleted
 
 from .keys import hash_api_key, looks_like_api_key
 from .read_model_snapshot import read_model_snapshot
 
 log = structlog.get_logger(__name__)
 
-KEY_EVENT_SUBJECTS = ["evt.*.api_key.*.created", "evt.*.api_key.*.revoked"]
+# Key events, and the identity events that end a key's owner's right to use it: removing a member
+# (or deleting the user) kills their keys here at once, even if the separate key revocations that
+# follow were never appended (a crash between the two writes).
+KEY_EVENT_SUBJECTS = [
+    "evt.*.api_key.*.created",
+    "evt.*.api_key.*.revoked",
+    "evt.*.membership.*.removed",
+    "evt.*.user.*.deleted",
+]
 # Names of the optional per-key limit fields, on ``ApiKeyCreated`` and as ``rm.api_keys`` columns.
 LIMIT_FIELDS = ("requests_per_minute", "max_concurrent_requests")
 
@@ -131,20 +139,40 @@ class KeyCache:
         if key_hash is not None:
             self._by_hash.pop(key_hash, None)
 
+    def revoke_owner(self, user_id: str, org_id: str | None = None) -> int:
+        """Revoke every cached key of ``user_id`` (in ``org_id`` only, when given); returns how many."""
+        doomed = [p.key_id for p, _ in self._by_hash.values()
+                  if p.user_id == str(user_id) and (org_id is None or p.org_id == str(org_id))]
+        for key_id in doomed:
+            self.revoke(key_id)
+        return len(doomed)
+
     def apply(self, seq: int, event: Any) -> None:
         if isinstance(event, ApiKeyCreated):
             self.add_from_event(event)
         elif isinstance(event, ApiKeyRevoked):
             self.revoke(event.key_id)
+        elif isinstance(event, MemberRemoved):
+            self.revoke_owner(event.user_id, event.organization_id)
+        elif isinstance(event, UserDeleted):
+            self.revoke_owner(event.user_id)
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def load(self, pool) -> int:
         """Load keys from ``rm.api_keys``; returns the checkpoint they reflect (0 = replay everything)."""
         # SELECT *: the limit columns are read when the read model has them, and nothing breaks when it does not.
-        checkpoint, rows = await read_model_snapshot(pool, "SELECT * FROM rm.api_keys", what="api_keys")
+        # A key whose owner is no longer a member of its organisation (or no longer exists) is dead
+        # even when its own revocation was never recorded.
+        checkpoint, rows = await read_model_snapshot(pool, """
+            SELECT k.*, (u.id IS NOT NULL AND u.deleted_at IS NULL
+                         AND m.user_id IS NOT NULL AND m.removed_at IS NULL) AS owner_is_member
+            FROM rm.api_keys k
+            LEFT JOIN rm.users u ON u.id = k.user_id
+            LEFT JOIN rm.memberships m ON m.organization_id = k.org_id AND m.user_id = k.user_id""",
+                                                     what="api_keys")
         for row in rows:
-            if row["revoked_at"] is not None:
+            if row["revoked_at"] is not None or not row["owner_is_member"]:
                 self.revoke(str(row["id"]))
             else:
                 self.add(

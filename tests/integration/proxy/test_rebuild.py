@@ -40,9 +40,15 @@ async def _insert_instance(conn, iid: str, org: str, model: str, url: str, statu
 
 async def _insert_key(conn, raw: str, org: str, *, revoked: bool = False) -> str:
     key_id = ids.new_id()
+    # Keys belong to a member of their organisation: the key cache refuses any other.
+    owner, now = uuid.uuid4(), datetime.now(timezone.utc)
+    await conn.execute("INSERT INTO rm.users (id, email, password_hash, created_at) VALUES ($1, $2, 'x', $3)",
+                       owner, f"{owner}@example.com", now)
+    await conn.execute("INSERT INTO rm.memberships (organization_id, user_id, role, created_at) "
+                       "VALUES ($1, $2, 'owner', $3)", uuid.UUID(org), owner, now)
     cols = {c["column_name"] for c in await conn.fetch(
         "SELECT column_name FROM information_schema.columns WHERE table_schema='rm' AND table_name='api_keys'")}
-    row = dict(id=uuid.UUID(key_id), org_id=uuid.UUID(org), user_id=uuid.uuid4(), name="k", prefix=raw[:15],
+    row = dict(id=uuid.UUID(key_id), org_id=uuid.UUID(org), user_id=owner, name="k", prefix=raw[:15],
                key_hash=hash_api_key(raw), scopes=["inference"], created_at=datetime.now(timezone.utc),
                revoked_at=datetime.now(timezone.utc) if revoked else None, last_event_seq=1)
     row = {k: v for k, v in row.items() if k in cols}

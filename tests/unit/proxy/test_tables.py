@@ -157,3 +157,22 @@ def test_nats_timestamp_header_parsing():
     ts = _ts_from_header("2026-11-21T01:02:03.123456789Z")
     assert abs(ts - datetime(2026, 11, 21, 1, 2, 3, 123456, tzinfo=timezone.utc).timestamp()) < 1e-6
     assert _ts_from_header("garbage") is None and _ts_from_header(None) is None
+
+
+def test_keycache_drops_the_keys_of_a_removed_member_or_a_deleted_user():
+    from contracts.events import MemberRemoved, UserDeleted
+
+    cache = KeyCache()
+    mine, elsewhere, other_user = generate_api_key(), generate_api_key(), generate_api_key()
+    cache.add(key_id="k1", key_hash=hash_api_key(mine), org_id="o1", user_id="u1", scopes=("inference",),
+              expires_at=None)
+    cache.add(key_id="k2", key_hash=hash_api_key(elsewhere), org_id="o2", user_id="u1", scopes=("inference",),
+              expires_at=None)
+    cache.add(key_id="k3", key_hash=hash_api_key(other_user), org_id="o1", user_id="u2", scopes=("inference",),
+              expires_at=None)
+    # Removed from o1: the keys there die now, even if their own revocations never get appended.
+    cache.apply(5, MemberRemoved(**env(), organization_id="o1", user_id="u1"))
+    assert cache.authenticate(mine) is None
+    assert cache.authenticate(elsewhere).key_id == "k2" and cache.authenticate(other_user).key_id == "k3"
+    cache.apply(6, UserDeleted(**env(), user_id="u1"))
+    assert cache.authenticate(elsewhere) is None and cache.authenticate(other_user).key_id == "k3"
