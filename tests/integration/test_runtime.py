@@ -71,3 +71,23 @@ async def test_a_changed_applied_migration_is_refused(database_url, tmp_path):
             await migrate(conn, tmp_path)
     finally:
         await conn.close()
+
+
+def test_embedded_nats_retries_on_another_port_when_its_port_was_taken_in_between(tmp_path, monkeypatch):
+    """free_port() then bind is a race: another process may take the port in between."""
+    import socket
+
+    from services.runtime import embedded
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))  # bound, not listening: connecting is refused, binding fails
+    taken = squatter.getsockname()[1]
+    ports = [taken]
+    real = embedded.free_port
+    monkeypatch.setattr(embedded, "free_port", lambda host="127.0.0.1": ports.pop(0) if ports else real(host))
+    server = embedded.EmbeddedNats(tmp_path / "nats").start()
+    try:
+        assert server.port != taken and server.proc.poll() is None
+    finally:
+        server.stop()
+        squatter.close()
