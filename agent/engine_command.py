@@ -40,7 +40,8 @@ def engine_base_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def _check_host(host: str) -> None:
+def check_bind_host(host: str) -> None:
+    """Loopback or a specific address, never a wildcard: the engine has unauthenticated routes."""
     if host == "localhost":
         return
     try:
@@ -70,7 +71,7 @@ def _vllm_knobs(settings: AgentSettings) -> tuple[str, ...]:
 
 
 def vllm_command(settings: AgentSettings) -> EngineCommand:
-    _check_host(settings.bind_host)
+    check_bind_host(settings.bind_host)
     _check_extra(settings.vllm_args)
     argv = (
         settings.vllm_bin, "serve", settings.model_source or settings.model,
@@ -94,7 +95,7 @@ def vllm_command(settings: AgentSettings) -> EngineCommand:
 
 
 def fake_command(settings: AgentSettings, python: str) -> EngineCommand:
-    _check_host(settings.bind_host)
+    check_bind_host(settings.bind_host)
     _check_extra(settings.fake_args, FAKE_RESERVED_FLAGS)
     argv = (
         python, "-m", "agent.engines.fake_server",

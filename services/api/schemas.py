@@ -48,10 +48,6 @@ class UserView(msgspec.Struct, kw_only=True):
 # --- API keys -------------------------------------------------------------------------------
 
 
-class ApiKeyCreateRequest(Request, kw_only=True):
-    name: PrintableText
-
-
 class ApiKeyCreated(msgspec.Struct, kw_only=True):
     id: str
     name: str
@@ -61,19 +57,6 @@ class ApiKeyCreated(msgspec.Struct, kw_only=True):
     created_at: datetime
     scopes: list[str]
     organization_id: str
-
-
-class ApiKeyView(msgspec.Struct, kw_only=True):
-    id: str
-    name: str
-    prefix: str
-    key_prefix: str
-    scopes: list[str]
-    organization_id: str
-    created_at: datetime
-    expires_at: datetime | None = None
-    revoked_at: datetime | None = None
-    is_active: bool = True
 
 
 # --- deployments / instances ----------------------------------------------------------------

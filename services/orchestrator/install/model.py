@@ -8,13 +8,12 @@ reaches the server, quoting makes whatever reaches it inert.
 
 from __future__ import annotations
 
-import ipaddress
 import posixpath
 import re
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.engine_command import FAKE_RESERVED_FLAGS, RESERVED_FLAGS
+from agent.engine_command import FAKE_RESERVED_FLAGS, RESERVED_FLAGS, check_bind_host
 from contracts.subjects import UnsafeSubjectToken, token
 
 Engine = Literal["vllm", "fake"]
@@ -218,14 +217,10 @@ class WorkerSpec:
 
 
 def _check_bind_host(host: str) -> None:
-    if host == "localhost":
-        return
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise InvalidInstall(f"bind_host must be an IP address or localhost, got {host!r}") from None
-    if address.is_unspecified:
-        raise InvalidInstall(f"bind_host must not be a wildcard ({host}): the engine has unauthenticated routes")
+        check_bind_host(host)  # the agent's own rule, so the installer never renders what the agent refuses
+    except ValueError as exc:
+        raise InvalidInstall(f"bind_host: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
