@@ -202,17 +202,53 @@ class EmbeddedPostgres:
                  "--encoding=UTF8", "--no-instructions"],
                 check=True, capture_output=True, **_identity(user),
             )
-        self.port = self.port or free_port(self.host)
-        args = [str(bindir / "postgres"), "-D", str(self.pgdata), "-h", self.host, "-p", str(self.port),
-                "-k", str(self.pgdata), "-c", "max_connections=200"]
-        if self.fast_unsafe:
-            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        log = open(self.data_dir / "postgres.log", "ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     **_identity(user))
-        wait_for_port(self.host, self.port, timeout_s, self.proc, "postgres")
+        chosen_here = self.port == 0
+        for attempt in range(3):
+            self.port = self.port or free_port(self.host)
+            args = [str(bindir / "postgres"), "-D", str(self.pgdata), "-h", self.host, "-p", str(self.port),
+                    "-k", str(self.pgdata), "-c", "max_connections=200"]
+            if self.fast_unsafe:
+                args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            log_path = self.data_dir / "postgres.log"
+            log_start = log_path.stat().st_size if log_path.exists() else 0
+            with open(log_path, "ab") as log:
+                self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                             **_identity(user))
+            try:
+                self._wait_ready(timeout_s)
+                break
+            except RuntimeError:
+                # free_port() then bind is a race: another process may take the port in between.
+                # Pick a new one, but only when we picked the first ourselves.
+                with open(log_path, "rb") as log:
+                    log.seek(log_start)
+                    this_start = log.read().decode(errors="replace").lower()
+                if attempt == 2 or not chosen_here or "already in use" not in this_start:
+                    raise
+                self.port = 0
         self._wait_accepting(timeout_s)
         return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        """Until OUR postmaster says it is ready on our port (postmaster.pid), or it exits.
+
+        A TCP connect alone could reach another process that holds the port.
+        """
+        pidfile = self.pgdata / "postmaster.pid"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited with code {self.proc.returncode} while starting")
+            try:
+                lines = pidfile.read_text().splitlines()
+            except (FileNotFoundError, PermissionError):
+                lines = []
+            # Lines: pid, data dir, start time, port, socket dir, listen address, shmem key, status.
+            if (len(lines) >= 8 and lines[0].strip() == str(self.proc.pid) and lines[3].strip() == str(self.port)
+                    and lines[7].strip() == "ready"):
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"postgres did not become ready on {self.host}:{self.port} within {timeout_s}s")
 
     def _wait_accepting(self, timeout_s: float) -> None:
         isready = str(_pgserver_bin() / "pg_isready")

@@ -91,3 +91,24 @@ def test_embedded_nats_retries_on_another_port_when_its_port_was_taken_in_betwee
     finally:
         server.stop()
         squatter.close()
+
+
+def test_embedded_postgres_retries_on_another_port_when_its_port_was_taken_in_between(tmp_path, monkeypatch):
+    """The squatter LISTENS: a TCP connect succeeds there, so readiness must come from our own postmaster."""
+    import socket
+
+    from services.runtime import embedded
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    ports = [taken]
+    real = embedded.free_port
+    monkeypatch.setattr(embedded, "free_port", lambda host="127.0.0.1": ports.pop(0) if ports else real(host))
+    server = embedded.EmbeddedPostgres(tmp_path / "pg", fast_unsafe=True).start()
+    try:
+        assert server.port != taken and server.proc.poll() is None
+    finally:
+        server.stop()
+        squatter.close()
