@@ -39,27 +39,28 @@ def _nkeys(where: str):
     return nkeys
 
 
-def check_creds(path: str | None) -> None:
+def check_creds(path: str | None, where: str = CREDS_WHERE) -> None:
+    """``where`` names the setting in errors (the control plane's services check theirs here too)."""
     if path is None:
         return
-    text = _read_secret(path, CREDS_WHERE)
+    text = _read_secret(path, where)
     if "NATS USER JWT" not in text or "USER NKEY SEED" not in text:
-        raise ConfigError(f"{CREDS_WHERE}: {path} is not a NATS .creds file (expected a user JWT and an nkey seed)")
-    _nkeys(CREDS_WHERE)
+        raise ConfigError(f"{where}: {path} is not a NATS .creds file (expected a user JWT and an nkey seed)")
+    _nkeys(where)
 
 
-def check_nkey_seed(path: str | None) -> None:
+def check_nkey_seed(path: str | None, where: str = NKEY_WHERE) -> None:
     """A user nkey seed (``SU...``) alone in the file, as ``nk -gen user`` writes it."""
     if path is None:
         return
-    seed = _read_secret(path, NKEY_WHERE).strip()
-    nkeys = _nkeys(NKEY_WHERE)
+    seed = _read_secret(path, where).strip()
+    nkeys = _nkeys(where)
     try:
         if not seed.startswith("SU"):
             raise ValueError("not a user seed")
         nkeys.from_seed(bytearray(seed.encode())).wipe()
     except Exception:  # nkeys raises its own error types, and binascii/ValueError on garbage
-        raise ConfigError(f"{NKEY_WHERE}: {path} does not hold a NATS user nkey seed (one line starting with SU)"
+        raise ConfigError(f"{where}: {path} does not hold a NATS user nkey seed (one line starting with SU)"
                           ) from None
 
 

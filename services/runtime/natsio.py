@@ -13,13 +13,21 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 
+from .nats_auth import NatsAuth, connect_options, nats_auth_from_env
+
 log = structlog.get_logger(__name__)
 
 NATS_CONFIG_DIR = Path(__file__).resolve().parents[2] / "nats"
 
 
-async def connect(url: str, *, name: str, creds: str | None = None, connect_timeout_s: float = 5.0) -> NATS:
-    """Connect with reconnects forever: a NATS restart must not take a service down."""
+async def connect(url: str, *, name: str, auth: NatsAuth | None = None, connect_timeout_s: float = 5.0) -> NATS:
+    """Connect with reconnects forever: a NATS restart must not take a service down.
+
+    ``auth``: credentials and TLS (``nats_auth.py``); by default from ``NATS_CREDS`` / ``NATS_NKEY`` /
+    ``NATS_CA`` / ``NATS_CERT`` / ``NATS_KEY``, so every service authenticates the same way.
+    """
+    if auth is None:
+        auth = nats_auth_from_env()
 
     client: list[NATS] = []
 
@@ -37,7 +45,6 @@ async def connect(url: str, *, name: str, creds: str | None = None, connect_time
     nc = await nats.connect(
         servers=[u.strip() for u in url.split(",") if u.strip()],
         name=name,
-        user_credentials=creds,
         connect_timeout=connect_timeout_s,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
@@ -45,6 +52,7 @@ async def connect(url: str, *, name: str, creds: str | None = None, connect_time
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
         error_cb=on_error,
+        **connect_options(auth),
     )
     client.append(nc)
     return nc
