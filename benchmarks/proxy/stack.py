@@ -32,8 +32,21 @@ def proc_cpu_s(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / CLK
 
 
-def start_engine(kind: str, port: int) -> subprocess.Popen:
-    if kind == "fake":
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent not idle (user, nice, system, irq, softirq, steal), from /proc/stat.
+
+    Includes work charged to no process (loopback TCP processed in softirq context), so the sum
+    over the measured processes can fall short of it.
+    """
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / CLK
+
+
+def start_engine(kind: str, port: int, native_engine: Path | None = None) -> subprocess.Popen:
+    if kind == "native":
+        cmd = [str(native_engine), str(port), MODEL, "64"]
+    elif kind == "fake":
         cmd = [sys.executable, "-m", "agent.engines.fake_server", "--host", "127.0.0.1", "--port", str(port),
                "--model", MODEL]
     else:
