@@ -15,6 +15,9 @@ EVENTS_PREFIX = "evt"
 HEARTBEATS_PREFIX = "hb"
 USAGE_PREFIX = "usage"
 TICKS_PREFIX = "cmd.fleet"
+# Core NATS, no stream: telemetry between the API processes (per-key limit reports).
+PROXY_LIMITS_PREFIX = "proxy.limits"
+PROXY_LIMITS_ALL = f"{PROXY_LIMITS_PREFIX}.*"
 
 
 class UnsafeSubjectToken(ValueError):
@@ -52,6 +55,11 @@ def heartbeat_subject(org_id: str, instance_id: str) -> str:
 
 def usage_subject(org_id: str) -> str:
     return ".".join([USAGE_PREFIX, token(org_id)])
+
+
+def proxy_limits_subject(process_id: str) -> str:
+    """``proxy.limits.<process>``: one API process's per-key limit reports."""
+    return ".".join([PROXY_LIMITS_PREFIX, token(process_id)])
 
 
 class ParsedEventSubject(tuple):

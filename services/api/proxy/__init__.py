@@ -19,6 +19,7 @@ Modules, one job each:
 - ``request.py``: headers, bounded body, JSON and field validation (caps), include_usage;
 - ``auth.py``: API key (key cache) or session; the ``inference`` scope;
 - ``admission.py`` / ``limits.py``: per-key requests per minute and in flight (pure limiter);
+  ``limit_sync.py`` (pure) / ``limit_gossip.py`` (core NATS): the same limits across API processes;
 - ``forwarding.py``: worker choice and retries; ``policy.py`` / ``affinity.py`` (pure) and
   ``routing_table.py`` (fed by NATS) behind it; ``targets.py``: where a worker is;
 - ``relay.py``: one upstream attempt relayed to the client; ``sse.py``: the stream relay (pure);

@@ -30,6 +30,7 @@ from .admission import Admission
 from .auth import Authenticator, SessionAuthenticator
 from .catalog import CatalogModel, load_catalog
 from .forwarding import Forwarder
+from .limit_gossip import LimitGossip
 from .models_endpoint import answer_models
 from .request import Caps, parse_inference, read_body, scan_headers
 from .responses import ClientState, send_simple
@@ -62,6 +63,8 @@ class Proxy:
         self.catalog: dict[str, CatalogModel] = {}
         self.auth = Authenticator(key_cache, authenticate_session, s.session_cookie)
         self.admission = Admission(rpm=s.key_rpm, concurrency=s.key_concurrency)
+        # Shares the per-key limits with the other API processes (limit_sync.py); None = per process.
+        self.limit_gossip = LimitGossip(self.admission, sync_s=s.limit_sync_s) if s.limit_sync_s > 0 else None
         self.forwarder = Forwarder(self.table, s, self.catalog_has)
         self._caps = Caps(max_tokens=s.max_tokens_cap, n=s.max_n)
         self._shared_orgs = tuple(s.shared_orgs)
@@ -102,10 +105,14 @@ class Proxy:
         await client.start()
         self.forwarder.client = client
         await self.usage.start(self._nc)
+        if self.limit_gossip is not None:
+            await self.limit_gossip.start(self._nc)
         self.catalog = await load_catalog(self._pool)
         await self.table.start(self._nc, self._pool)
 
     async def stop(self) -> None:
+        if self.limit_gossip is not None:
+            await self.limit_gossip.stop()
         await self.usage.stop()
         await self.table.stop()
         client, self.forwarder.client = self.forwarder.client, None

@@ -12,11 +12,16 @@ seconds succeeds (if nothing else was sent meanwhile), retrying one second earli
 when it ends (completed, failed, or cancelled by a client that went away). Nobody knows when a
 slot frees up, so its ``Retry-After`` is 1 s.
 
-**Per process.** Both live in the memory of one API process, with no coordination: with N API
-processes behind a load balancer a key can get up to N times its limits in total (N x rpm,
-N x concurrent) when its requests spread over all of them. To hold a global limit, set the
-per-process limits to limit / N, or route each key to one process (hash on the key at the
-load balancer). A restart forgets the buckets (a key starts with a full one).
+**Across processes** (``limit_sync.py``, ``limit_gossip.py``). Both live in the memory of each
+API process, and every ``INVENTIV_PROXY_LIMIT_SYNC_S`` seconds each process tells the others, over
+core NATS, what it admitted per key since its last report and what it has in flight now. A
+peer's admissions are charged to the local bucket (``charge``: exactly as if they had been
+admitted here, when the report arrives), its in-flight requests are added to the local count.
+Nothing of this is on the request path: a decision reads local memory only. What the processes
+cannot know is what their peers admitted since their last report arrived, so a key can get more
+than its limit by at most what the other processes admit in that lag (the bound, and why, are
+in ``limit_sync.py``). With syncing off (``INVENTIV_PROXY_LIMIT_SYNC_S=0``) or one process, the
+limits are per process, as before. A restart forgets the buckets (a key starts with a full one).
 
 Limits come from the key (``ApiKeyPrincipal.requests_per_minute`` / ``max_concurrent_requests``
 when the key carries them) or else from the settings; 0 means unlimited.
@@ -51,6 +56,20 @@ def gcra(tat_ns: int | None, now_ns: int, rpm: int, burst: int) -> Decision:
     return Decision(True, tat + step, 0)
 
 
+def charge(tat_ns: int | None, now_ns: int, count: int, rpm: int) -> int:
+    """The theoretical arrival time after ``count`` requests admitted elsewhere, charged at ``now_ns``.
+
+    The same step as ``gcra``'s admission, ``count`` times, without its test: the requests were
+    already admitted (by another process), so they cost what they would have cost here. The
+    result may lie more than a burst ahead (the bucket "below empty"): that debt is the peers'
+    over-admission, and it is paid back by refusing here until it has drained. Forgiving it
+    (stopping at one burst) would let N saturated processes each refill their own bucket from
+    the debt they forgot and admit N times the rate forever; ``limit_sync.py`` caps instead
+    what one report may claim.
+    """
+    return max(now_ns if tat_ns is None else tat_ns, now_ns) + count * interval_ns(rpm)
+
+
 def retry_after_s(retry_after_ns: int) -> int:
     """Whole seconds, rounded up, at least 1 (what the ``Retry-After`` header carries)."""
     return max(1, -(-retry_after_ns // NS_PER_S))
@@ -72,6 +91,13 @@ class RateLimiter:
                 self.forget_full(now_ns)
             self._tat[key] = d.tat_ns
         return d
+
+    def charge(self, key: str, now_ns: int, count: int, rpm: int) -> int:
+        """Charge ``count`` requests admitted by another process (``charge``); returns the new state."""
+        if len(self._tat) >= self._max_keys and key not in self._tat:
+            self.forget_full(now_ns)
+        tat = self._tat[key] = charge(self._tat.get(key), now_ns, count, rpm)
+        return tat
 
     def forget_full(self, now_ns: int) -> None:
         """Drop keys whose bucket has refilled completely: they behave exactly like unseen keys."""
@@ -103,6 +129,10 @@ class ConcurrencyLimiter:
 
     def in_flight(self, key: str) -> int:
         return self._in_flight.get(key, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        """Every key with requests in flight, and how many (a copy)."""
+        return dict(self._in_flight)
 
     def __len__(self) -> int:
         return len(self._in_flight)

@@ -26,6 +26,11 @@ OUTSTANDING = Gauge("inventiv_proxy_outstanding", "Requests in flight from this 
 USAGE_DROPPED = Counter("inventiv_proxy_usage_dropped", "Usage records dropped because the queue was full")
 USAGE_PUBLISHED = Counter("inventiv_proxy_usage_published", "Usage records acknowledged by JetStream")
 USAGE_QUEUE = Gauge("inventiv_proxy_usage_queue", "Usage records waiting to be published")
+LIMIT_PEERS = Gauge("inventiv_proxy_limit_peers",
+                    "Other proxy processes whose per-key limit reports arrived within the silence window")
+LIMIT_REPORTS = Counter("inventiv_proxy_limit_reports",
+                        "Per-key limit reports: published, merged (from a peer), bad (ignored), publish_failed",
+                        ["outcome"])
 
 
 class WorkerMetrics:

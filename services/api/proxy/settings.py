@@ -5,6 +5,7 @@ Each field's environment variable is in ``from_env``; the field docstrings say w
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 
@@ -45,9 +46,13 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
     """Largest ``n`` (and vLLM's ``best_of``) accepted; above gets 400, no upstream call."""
     key_rpm: int = 3_000
     """Requests per minute per API key (token bucket, burst = one minute's worth) unless the key carries its
-    own limit; 0 = unlimited. PER API PROCESS: with N processes a key can get up to N times this (limits.py)."""
+    own limit; 0 = unlimited. Shared by the API processes through ``limit_sync_s``."""
     key_concurrency: int = 64
-    """Requests in flight per API key unless the key carries its own limit; 0 = unlimited. Per API process."""
+    """Requests in flight per API key unless the key carries its own limit; 0 = unlimited."""
+    limit_sync_s: float = 0.25
+    """How often each API process tells the others (core NATS) what it admitted per key and has in flight, so
+    that the two limits above hold across processes (limit_sync.py: within a bounded lag); 0 = each process
+    enforces them on its own (a key can then get N times them over N processes)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ProxySettings":
@@ -81,6 +86,7 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
             max_n=num("INVENTIV_PROXY_MAX_N", 16, int),
             key_rpm=num("INVENTIV_PROXY_KEY_RPM", 3_000, int),
             key_concurrency=num("INVENTIV_PROXY_KEY_CONCURRENCY", 64, int),
+            limit_sync_s=num("INVENTIV_PROXY_LIMIT_SYNC_S", 0.25, float),
         )
         settings.validate()
         return settings
@@ -103,5 +109,7 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
             raise SystemExit("inventiv: INVENTIV_PROXY_MAX_N must be >= 1")
         if self.key_rpm < 0 or self.key_concurrency < 0:
             raise SystemExit("inventiv: INVENTIV_PROXY_KEY_RPM and INVENTIV_PROXY_KEY_CONCURRENCY must be >= 0")
+        if not math.isfinite(self.limit_sync_s) or not (self.limit_sync_s == 0 or self.limit_sync_s >= 0.01):
+            raise SystemExit("inventiv: INVENTIV_PROXY_LIMIT_SYNC_S must be 0 (off) or a finite number >= 0.01")
         if self.upstream_connections < 1:
             raise SystemExit("inventiv: INVENTIV_PROXY_UPSTREAM_CONNECTIONS must be >= 1")
