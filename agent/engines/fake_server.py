@@ -64,7 +64,10 @@ class FakeEngine:
     # ---- plumbing -------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=32 * 1024 * 1024)
+        # Like vLLM with VLLM_API_KEY: every /v1/* path (unknown ones too) needs the key; /health,
+        # /version and /metrics stay open. No middleware at all without a key (the benchmarks' baseline).
+        middlewares = [self._require_key] if self.api_key is not None else []
+        app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=middlewares)
         app.router.add_get("/health", self.health)
         app.router.add_get("/version", self.version)
         app.router.add_get("/metrics", self.metrics)
@@ -93,18 +96,16 @@ class FakeEngine:
         body = _json.encode({"error": {"message": message, "type": type_, "param": param, "code": status}})
         return web.Response(status=status, body=body, content_type="application/json")
 
-    def _unauthorized(self, request: web.Request) -> web.Response | None:
-        if self.api_key is None:
-            return None
-        given = request.headers.get("Authorization", "")
-        if hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
-            return None
-        return self.error(401, "Unauthorized", "AuthenticationError")
+    @web.middleware
+    async def _require_key(self, request: web.Request, handler):
+        path = request.path
+        if request.method != "OPTIONS" and (path == "/v1" or path.startswith("/v1/")):
+            given = request.headers.get("Authorization", "").encode("latin-1", errors="replace")
+            if not hmac.compare_digest(given, f"Bearer {self.api_key}".encode("latin-1")):
+                return self.error(401, "Unauthorized", "AuthenticationError")
+        return await handler(request)
 
     async def _request_body(self, request: web.Request) -> dict | web.Response:
-        denied = self._unauthorized(request)
-        if denied is not None:
-            return denied
         try:
             body = _decode.decode(await request.read())
         except msgspec.DecodeError as exc:
@@ -125,8 +126,7 @@ class FakeEngine:
         return web.Response(body=b'{"version":"fake"}', content_type="application/json")
 
     async def models(self, request: web.Request) -> web.Response:
-        denied = self._unauthorized(request)
-        return denied or web.Response(body=self._models_body, content_type="application/json")
+        return web.Response(body=self._models_body, content_type="application/json")
 
     async def metrics(self, request: web.Request) -> web.Response:
         text = render_metrics(self.counters, self._label, self.script)

@@ -11,6 +11,8 @@ Environment (read once, in ``orchestrator_settings_from_env``):
 - ``INVENTIV_MOCK_HEARTBEAT_INTERVAL_S``: heartbeat interval of mock workers' agents (4).
 - ``INVENTIV_MOCK_FAILURE_RATE``: fraction of mock provider calls that raise Transient (0).
 - ``INVENTIV_MOCK_AMBIGUOUS_CREATE_RATE``: fraction of mock creates that succeed then raise (0).
+- ``INVENTIV_ENGINE_KEY_SECRET``: per-worker engine keys are derived from it (shared with the API;
+  services/runtime/engine_keys.py); the installers give each worker its key, the probe presents it.
 
 The mock provider keeps its ledger and agent logs under ``<data_dir>/mock-provider``. Its
 agent processes are servers: they survive the orchestrator. ``stop_all_servers(data_dir)``
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING
 import structlog
 from nats.aio.client import Client as NATS
 
+from services.runtime.engine_keys import EngineKeySecret, engine_key_secret_from_env
 from services.runtime.eventstore import JetStreamEventStore
 from services.runtime.settings import RuntimeSettings, env_float, env_int
 
@@ -64,6 +67,7 @@ class OrchestratorSettings:
     mock_failure_rate: float = 0.0
     mock_ambiguous_create_rate: float = 0.0
     scaleway: "ScalewaySettings | None" = None  # read from the environment when provider == "scaleway"
+    engine_key_secret: EngineKeySecret | None = None  # INVENTIV_ENGINE_KEY_SECRET (redacted repr)
 
 
 def orchestrator_settings_from_env() -> OrchestratorSettings:
@@ -79,6 +83,7 @@ def orchestrator_settings_from_env() -> OrchestratorSettings:
         mock_failure_rate=env_float("INVENTIV_MOCK_FAILURE_RATE", 0.0),
         mock_ambiguous_create_rate=env_float("INVENTIV_MOCK_AMBIGUOUS_CREATE_RATE", 0.0),
         scaleway=_scaleway_settings_from_env() if provider == "scaleway" else None,
+        engine_key_secret=engine_key_secret_from_env(),
     )
 
 
@@ -108,6 +113,7 @@ def build_compute(settings: RuntimeSettings, options: OrchestratorSettings) -> C
             heartbeat_interval_s=options.mock_heartbeat_interval_s,
             failure_rate=options.mock_failure_rate,
             ambiguous_create_rate=options.mock_ambiguous_create_rate,
+            engine_keys=options.engine_key_secret,
         )
     if options.provider == "scaleway":
         return _scaleway_compute(options)
@@ -193,9 +199,10 @@ def build_orchestrator(settings: RuntimeSettings, nc: NATS, options: Orchestrato
     policy = policy_from_env(install=installer is not None)
     config = HandlerConfig(provider_timeout_s=options.provider_timeout_s, policy=policy, **handler_timings_from_env())
     ports = build_ports(nc, compute, config=config, provider_concurrency=options.provider_concurrency,
-                        installer=installer)
+                        installer=installer, probe=HttpEngineProbe(engine_keys=options.engine_key_secret))
     log.info("orchestrator.configured", provider=options.provider, concurrency=options.concurrency,
-             installs_workers=installer is not None, unavailable_action=policy.unavailable_action)
+             installs_workers=installer is not None, unavailable_action=policy.unavailable_action,
+             engine_keys=options.engine_key_secret is not None)
     return Orchestrator(
         nc, ports, ConsumerConfig(concurrency=options.concurrency, batch=options.concurrency),
         fleet_config=fleet_config_from_env(options.provider), ticks=tick_schedule_from_env(),

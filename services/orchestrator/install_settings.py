@@ -20,6 +20,9 @@ mock provider: its servers start their worker themselves, and a reinstall restar
   set it to that address with ``server-address`` (and let only the control plane reach ports
   8000/8080 through the provider's security group) or to a private-network address.
   ``INVENTIV_WORKER_BASE_DIR`` (/opt/inventiv).
+- ``INVENTIV_ENGINE_KEY_SECRET`` (shared with the API): each worker's engine gets its own API key,
+  derived from it per instance (services/runtime/engine_keys.py) and written to the worker's 0600
+  env file. Without it the engine listens unauthenticated on ``bind_host`` (a warning at start).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ import os
 import shlex
 from pathlib import Path
 
+import structlog
+
+from services.runtime.engine_keys import engine_key_secret_from_env
 from services.runtime.settings import env_float, env_int
 
 from .adapters.ssh_install_driver import SshInstallDriver, WorkerTemplate
@@ -36,6 +42,8 @@ from .domain.effects import DriveInstall
 from .install.model import DEFAULT_BASE_DIR, InvalidInstall
 from .adapters.mock_install_driver import MockInstallDriver
 from .ports import Compute, InstallDriver
+
+log = structlog.get_logger(__name__)
 
 
 def _required(name: str) -> str:
@@ -70,6 +78,7 @@ def worker_template_from_env() -> WorkerTemplate:
         bind_host=os.environ.get("INVENTIV_WORKER_BIND_HOST", "").strip() or "127.0.0.1",
         ssh_port=env_int("INVENTIV_SSH_PORT", 22),
         ssh_username=os.environ.get("INVENTIV_SSH_USER", "").strip() or "root",
+        engine_key_secret=engine_key_secret_from_env(),
     )
 
 
@@ -85,4 +94,7 @@ def build_install_driver(provider: str, compute: Compute) -> InstallDriver | Non
         template.spec_for(DriveInstall("org", "instance", "server", "zone", 0, "org/model"))
     except InvalidInstall as exc:
         raise SystemExit(f"inventiv: worker install settings: {exc}") from None
+    if template.engine_key_secret is None:
+        log.warning("orchestrator.engine_keys_disabled",
+                    detail="INVENTIV_ENGINE_KEY_SECRET is not set: installed engines accept /v1 requests without a key")
     return SshInstallDriver(compute, SshInstaller(key_file), template)

@@ -181,7 +181,7 @@ async def _probe_worker(effect: ProbeWorker, ports: Ports) -> WorkerObservation:
     hb = observed.heartbeat
     listed = None
     if effect.probe_engine and hb.status == "ready" and effect.upstream_url:
-        listed = await ports.probe.lists_model(effect.upstream_url, effect.model_name)
+        listed = await ports.probe.lists_model(effect.upstream_url, effect.model_name, effect.instance_id)
     return WorkerObservation(hb.status, observed.received_at, hb.reason, listed, hb.interval_s)
 
 

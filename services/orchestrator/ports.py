@@ -150,7 +150,8 @@ class HeartbeatReader(Protocol):
 
 
 class EngineProbe(Protocol):
-    async def lists_model(self, upstream_url: str, model_name: str) -> bool: ...  # False on any failure
+    # False on any failure. ``instance_id``: whose engine it is (each engine requires its own key).
+    async def lists_model(self, upstream_url: str, model_name: str, instance_id: str) -> bool: ...
 
 
 class InstallDriver(Protocol):

@@ -4,6 +4,9 @@ Starts nats-server and Postgres under the data dir unless NATS_URL / DATABASE_UR
 running servers, applies streams and migrations, seeds the catalog, creates the admin,
 starts api, orchestrator, projector and finops, prints the URLs, and on Ctrl-C or SIGTERM
 stops everything, child processes and mock-provider workers included.
+
+The orchestrator and the API get ``INVENTIV_ENGINE_KEY_SECRET`` (the environment's, else one
+generated once under the data dir: engine_key_secret.py), so every mock worker's engine is keyed.
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ from services.runtime.settings import data_dir_from_env, env_int, write_stack_en
 
 from .admin import apply_nats, migrate_and_seed
 from .children import Child, service_child
+from .engine_key_secret import ensure_engine_key_secret
 
 log = structlog.get_logger("inventiv.up")
 
 SERVICES = ("projector", "orchestrator", "finops", "api")
+# The services that derive per-worker engine keys (services/runtime/engine_keys.py); no other gets the secret.
+ENGINE_KEY_SERVICES = ("orchestrator", "api")
+ENGINE_KEY_SECRET_ENV = "INVENTIV_ENGINE_KEY_SECRET"
 DATABASE_NAME = "inventiv"
 
 
@@ -85,6 +92,7 @@ def run_up(args) -> int:
     configure_logging("up", fmt=os.environ.get("INVENTIV_LOG_FORMAT", "console"))
     data_dir: Path = data_dir_from_env()
     data_dir.mkdir(parents=True, exist_ok=True)
+    engine_key_secret = ensure_engine_key_secret(data_dir)  # before anything starts: a bad one stops here
     stop_requested = False
 
     def request_stop(signum, frame):  # noqa: ARG001
@@ -118,7 +126,9 @@ def run_up(args) -> int:
         # Operator commands (`inventiv projector rebuild`, …) find the servers through this file.
         write_stack_env(data_dir, {"NATS_URL": nats_url, "DATABASE_URL": database_url})
         env = dict(os.environ, NATS_URL=nats_url, DATABASE_URL=database_url, INVENTIV_DATA_DIR=str(data_dir))
-        children = [service_child(name, env) for name in SERVICES]
+        env.pop(ENGINE_KEY_SECRET_ENV, None)
+        keyed_env = dict(env, **{ENGINE_KEY_SECRET_ENV: engine_key_secret})
+        children = [service_child(name, keyed_env if name in ENGINE_KEY_SERVICES else env) for name in SERVICES]
         for child in children:
             child.start()
 

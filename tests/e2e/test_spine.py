@@ -82,6 +82,10 @@ async def test_deploy_chat_cost_terminate_rebuild(stack):
         ready = await wait_until(lambda: _status_is(instance, "ready"), timeout_s=60, message="instance ready")
         assert ready["progress_percent"] == 100
         assert ready["upstream_url"].startswith("http://127.0.0.1:")
+        # `inventiv up` keyed the worker: its engine refuses /v1 without the instance's own key (the
+        # proxy below presents it), with the secret generated once, 0600, under the data dir.
+        assert (await http.get(ready["upstream_url"] + "/v1/models")).status_code == 401
+        assert os.stat(stack.data_dir / "engine-key-secret").st_mode & 0o777 == 0o600
 
         # Chat through the OpenAI-compatible endpoint with the official client.
         sync_client = openai.OpenAI(base_url=f"{api}/v1", api_key=api_key)

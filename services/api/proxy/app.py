@@ -95,8 +95,9 @@ class Proxy:
             raise RuntimeError("the proxy needs a NATS connection and a key cache to start")
         s = self.settings
         if s.upstream_client == "aiohttp":
+            # The engine's key travels with each target (targets.py): per worker, not per client.
             client = AiohttpUpstream(connect_timeout_s=s.connect_timeout_s, read_timeout_s=s.read_timeout_s,
-                                     limit=s.upstream_connections, api_key=s.upstream_api_key)
+                                     limit=s.upstream_connections)
         else:
             # keepalive below uvicorn's (and so vLLM's) 5 s idle timeout: we drop idle connections before
             # the engine does, so a request is never written on a connection the engine is closing.

@@ -32,7 +32,7 @@ class Forwarder:
         self.client = None  # set at start: upstream.UpstreamClient or AiohttpUpstream
         self.outstanding: dict[str, int] = {}
         self.penalised: dict[str, float] = {}
-        self.targets = TargetCache(settings.upstream_api_key)
+        self.targets = TargetCache(settings.engine_key_secret, settings.upstream_api_key)
         self._catalog_has = catalog_has
         self._counter = 0
 
@@ -77,7 +77,7 @@ class Forwarder:
             out.instance_id = iid
             out.reason = choice.reason if attempt == 0 else f"{choice.reason};retry={attempt}"
             out.attempts = attempt + 1
-            target = self.targets.get(choice.upstream_url, upstream_path)
+            target = self.targets.get(iid, choice.upstream_url, upstream_path)
             if target is None:
                 self.penalise(iid, max(self.settings.penalty_s, 30.0))
                 tried.append(iid)

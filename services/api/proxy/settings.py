@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 import msgspec
 
+from services.runtime.engine_keys import EngineKeySecret, engine_key_secret_from_env
+
 
 class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
     worker_stale_s: float = 30.0
@@ -30,7 +32,11 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
     upstream_client: str = "native"
     """``native`` (the proxy's own keep-alive HTTP/1.1 client, ~6x cheaper per request) or ``aiohttp``."""
     upstream_api_key: str | None = None
-    """Bearer token sent to engines that require one (vLLM ``--api-key``); never the client's key."""
+    """Fallback: ONE bearer token sent to every engine (vLLM ``--api-key``) when no ``engine_key_secret``
+    is set. Fleet-wide, so weaker: any worker that knows it can call every other engine. Never the client's key."""
+    engine_key_secret: EngineKeySecret | None = None
+    """``INVENTIV_ENGINE_KEY_SECRET``: each worker's engine gets its own key derived from it (engine_keys.py);
+    wins over ``upstream_api_key``. Shared with the orchestrator, which gives each worker its key."""
     usage_queue_size: int = 100_000
     """Usage records waiting for their PubAck before new ones are dropped (and counted)."""
     usage_publish_timeout_s: float = 5.0
@@ -78,6 +84,7 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
             upstream_connections=num("INVENTIV_PROXY_UPSTREAM_CONNECTIONS", 1000, int),
             upstream_client=(env.get("INVENTIV_PROXY_UPSTREAM_CLIENT") or "native").strip().lower(),
             upstream_api_key=env.get("INVENTIV_PROXY_UPSTREAM_API_KEY") or None,
+            engine_key_secret=engine_key_secret_from_env(env),
             usage_queue_size=num("INVENTIV_PROXY_USAGE_QUEUE", 100_000, int),
             usage_publish_timeout_s=num("INVENTIV_PROXY_USAGE_PUBLISH_TIMEOUT_S", 5.0, float),
             shared_orgs=shared,

@@ -216,9 +216,13 @@ class Response:
 
 
 class Target:
-    """Where one endpoint of one worker is, with its request head prebuilt (trusted parts only)."""
+    """Where one endpoint of one worker is, with its request head prebuilt (trusted parts only).
 
-    __slots__ = ("host", "port", "ssl", "path", "url", "head_json", "head_sse")
+    ``api_key`` is the key *this worker's* engine requires (derived per instance, targets.py): it is
+    baked into the prebuilt head once, so the hot path never computes or formats it per request.
+    """
+
+    __slots__ = ("host", "port", "ssl", "path", "url", "head_json", "head_sse", "authorization")
 
     def __init__(self, base: str, path: str, *, api_key: str | None = None) -> None:
         from yarl import URL
@@ -237,8 +241,12 @@ class Target:
             host_header = f"[{host}]" if url.is_default_port() else f"[{host}]:{self.port}"
         common = (f"POST {url.raw_path} HTTP/1.1\r\nhost: {host_header}\r\n"
                   "content-type: application/json\r\n")
+        self.authorization = None
         if api_key:
-            common += f"authorization: Bearer {api_key}\r\n"
+            if not api_key.isprintable() or any(c.isspace() for c in api_key):
+                raise ValueError("bad upstream api key")  # never echoed: it is a secret
+            self.authorization = f"Bearer {api_key}"
+            common += f"authorization: {self.authorization}\r\n"
         self.head_json = (common + "accept: application/json\r\n").encode("latin-1")
         self.head_sse = (common + "accept: text/event-stream\r\n").encode("latin-1")
 

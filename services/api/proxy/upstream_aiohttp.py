@@ -67,12 +67,10 @@ class AiohttpUpstream:
     """The same client interface over one aiohttp ClientSession (keep-alive connector)."""
 
     def __init__(self, *, connect_timeout_s: float = 3.0, read_timeout_s: float = 300.0, keepalive_s: float = 4.0,
-                 limit: int = 1000, api_key: str | None = None) -> None:
+                 limit: int = 1000) -> None:
         self._args = (connect_timeout_s, read_timeout_s, keepalive_s, limit)
         self._session = None
         base = {"Content-Type": "application/json"}
-        if api_key:
-            base["Authorization"] = f"Bearer {api_key}"
         self._json_headers = {**base, "Accept": "application/json"}
         self._sse_headers = {**base, "Accept": "text/event-stream"}
 
@@ -93,6 +91,8 @@ class AiohttpUpstream:
     async def request(self, target: Target, body: bytes, request_id: str, stream: bool) -> _AiohttpResponse:
         headers = dict(self._sse_headers if stream else self._json_headers)
         headers["X-Request-Id"] = request_id
+        if target.authorization is not None:  # the key of this worker's engine, formatted once per target
+            headers["Authorization"] = target.authorization
         try:
             resp = await self._session.post(target.url, data=body, headers=headers, allow_redirects=False)
         except Exception as exc:

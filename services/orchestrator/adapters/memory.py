@@ -242,7 +242,7 @@ class StaticProbe:
         self.listed = listed
         self.calls = 0
 
-    async def lists_model(self, upstream_url: str, model_name: str) -> bool:
+    async def lists_model(self, upstream_url: str, model_name: str, instance_id: str = "") -> bool:
         self.calls += 1
         return self.listed
 

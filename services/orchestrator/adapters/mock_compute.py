@@ -14,6 +14,10 @@ at shutdown); ``delete_server`` stops one (SIGTERM to its process group, SIGKILL
 Faults for tests: ``failure_rate`` makes that fraction of calls raise ``Transient`` before doing
 anything; ``ambiguous_create_rate`` makes that fraction of creates succeed and *then* raise
 ``Transient`` (the outcome-unknown case that must never lead to a second server).
+
+With ``engine_keys`` (``INVENTIV_ENGINE_KEY_SECRET``) each worker's agent gets its instance's
+derived engine key as ``INVENTIV_ENGINE_API_KEY`` in its process environment (never argv, never the
+ledger), like the env file a real install writes; its fake engine then refuses /v1 without it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import structlog
 
 from contracts.catalog import Placement
 from services.runtime.embedded import free_port
+from services.runtime.engine_keys import EngineKeySecret
 
 from ..domain.effects import ServerInfo
 from .mock_processes import MARKER_ENV, _alive, _signal, _start_ticks, _stop_process, _tail
@@ -68,6 +73,7 @@ class MockCompute:
         agent_command: Sequence[str] | None = None,
         extra_env: dict[str, str] | None = None,
         stop_grace_s: float = 5.0,
+        engine_keys: EngineKeySecret | None = None,
     ):
         if not (0.0 <= failure_rate <= 1.0 and 0.0 <= ambiguous_create_rate <= 1.0):
             raise ValueError("failure rates must be between 0 and 1")
@@ -81,6 +87,7 @@ class MockCompute:
         self.agent_command = list(agent_command or default_agent_command())
         self.extra_env = dict(extra_env or {})
         self.stop_grace_s = stop_grace_s
+        self._engine_keys = engine_keys
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._children: dict[int, subprocess.Popen] = {}
@@ -279,6 +286,9 @@ class MockCompute:
             INVENTIV_HEARTBEAT_INTERVAL_S=str(self.heartbeat_interval_s),
         )
         env.update(self.extra_env)
+        env.pop("INVENTIV_ENGINE_API_KEY", None)  # only ever the instance's own key
+        if self._engine_keys is not None:
+            env["INVENTIV_ENGINE_API_KEY"] = self._engine_keys.key_for(instance_id)
         env[MARKER_ENV] = server_id
         return env
 

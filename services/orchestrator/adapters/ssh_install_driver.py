@@ -14,10 +14,12 @@ One ``drive`` is one short step, safe to repeat:
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 import structlog
+
+from services.runtime.engine_keys import EngineKeySecret
 
 from ..domain.effects import DriveInstall, InstallObservation
 from ..install.model import DEFAULT_BASE_DIR, SshTarget, WorkerSpec
@@ -49,6 +51,8 @@ class WorkerTemplate:
     bind_host: str = "127.0.0.1"
     ssh_port: int = 22
     ssh_username: str = "root"
+    # INVENTIV_ENGINE_KEY_SECRET: each worker's engine gets its own key derived from it; None = no key.
+    engine_key_secret: EngineKeySecret | None = field(default=None, repr=False)
 
     def spec_for(self, effect: DriveInstall, server_address: str | None = None) -> WorkerSpec:
         bind_host = self.bind_host
@@ -70,6 +74,8 @@ class WorkerTemplate:
             base_dir=self.base_dir,
             generation=effect.generation,
             bind_host=bind_host,
+            engine_api_key=(self.engine_key_secret.key_for(effect.instance_id)
+                            if self.engine_key_secret is not None else None),
         )
 
 

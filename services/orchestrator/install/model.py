@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.engine_command import FAKE_RESERVED_FLAGS, RESERVED_FLAGS, check_bind_host
@@ -112,6 +112,9 @@ class WorkerSpec:
     agent_stop_timeout_s: int = 60
     # The interpreter that creates the agent's venv (pip installs only).
     python: str = "python3"
+    # The key this worker's engine requires on /v1/* (derived per instance, services/runtime/engine_keys.py);
+    # written to the 0600 env file as INVENTIV_ENGINE_API_KEY, never to argv. Kept out of repr: specs get printed.
+    engine_api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("instance_id", "org_id"):
@@ -152,6 +155,11 @@ class WorkerSpec:
             raise InvalidInstall("agent_start_timeout_s and agent_stop_timeout_s must be 1-3600 seconds")
         if not self.python or _has_control_or_space(self.python) or self.python.startswith("-"):
             raise InvalidInstall(f"python must be an interpreter name or path, got {self.python!r}")
+        key = self.engine_api_key
+        if key is not None and (not 16 <= len(key) <= 256 or not key.isascii() or not key.isprintable()
+                                or _has_control_or_space(key)):
+            # The value is a secret: never in the message.
+            raise InvalidInstall("engine_api_key must be 16-256 printable ASCII characters without spaces")
 
     def _check_nats(self) -> None:
         if _has_control_or_space(self.nats_url):

@@ -48,6 +48,9 @@ def render_env_file(spec: WorkerSpec) -> str:
     ]
     if spec.nats_creds is not None:
         env.append(("INVENTIV_NATS_CREDS_FILE", f"{spec.base_dir}/{CREDS_FILE_NAME}"))
+    if spec.engine_api_key is not None:
+        # The agent hands it to the engine by environment (VLLM_API_KEY): it never reaches a command line.
+        env.append(("INVENTIV_ENGINE_API_KEY", spec.engine_api_key))
     if spec.engine_args:
         env.append((args_name, shlex.join(spec.engine_args)))
     env.extend(spec.extra_env)

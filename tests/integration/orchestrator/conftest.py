@@ -70,10 +70,11 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running_orchestrator(nc, compute, *, config: HandlerConfig | None = None, installer=None):
+async def running_orchestrator(nc, compute, *, config: HandlerConfig | None = None, installer=None, probe=None):
     # A short check timer: tests wait on the real signal, not on a 15 s backoff.
     config = config or HandlerConfig(provider_timeout_s=10.0, check_backoff=Backoff(base_s=0.1, cap_s=0.5))
-    ports = build_ports(nc, compute, config=config, installer=installer)
+    overrides = {"probe": probe} if probe is not None else {}  # e.g. one that presents per-worker engine keys
+    ports = build_ports(nc, compute, config=config, installer=installer, **overrides)
     orchestrator = Orchestrator(nc, ports, ConsumerConfig(fetch_timeout_s=0.2, drain_timeout_s=5.0))
     stop = asyncio.Event()
     task = asyncio.create_task(orchestrator.run(stop))
