@@ -93,7 +93,13 @@ class Forwarder:
             except RetryElsewhere as r:
                 wm.error(r.kind)
                 metrics.RETRIES.labels(model, iid, r.kind).inc()
-                if r.penalise:
+                if r.kind == "engine_refused_key":
+                    # Does not heal in seconds: keep the worker out longer, and say what to fix.
+                    self.penalise(iid, max(self.settings.penalty_s, 30.0))
+                    log.error("proxy.engine_refused_key", model=model, instance=iid,
+                              fix="the proxy and the orchestrator that installed this worker must share "
+                                  "INVENTIV_ENGINE_KEY_SECRET (or INVENTIV_PROXY_UPSTREAM_API_KEY)")
+                elif r.penalise:
                     self.penalise(iid)
                 tried.append(iid)
                 last_error = errors.upstream_timeout() if r.kind == "connect_timeout" else errors.upstream_failed()

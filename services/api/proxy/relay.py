@@ -19,6 +19,13 @@ from .sse import StreamRelay, usage_from_body
 from .upstream import Target, UpstreamError
 
 
+# The engine refused the key the proxy presented (its own key, or the fleet key; never the client's):
+# a control-plane misconfiguration, e.g. a different INVENTIV_ENGINE_KEY_SECRET on the orchestrator
+# that installed the worker. Never the client's fault, so never passed on as a 401 the client would
+# read as "your API key is wrong": another worker is tried, and at the end the client gets a 502.
+ENGINE_REFUSED = (401, 403)
+
+
 class RetryElsewhere(Exception):
     """This attempt failed before anything went to the client: try another worker."""
 
@@ -55,6 +62,8 @@ async def unary_once(client, send, target: Target, req: InferenceRequest, reques
         status = resp.status
         if status >= 500:
             raise RetryElsewhere(f"http_{status}")
+        if status in ENGINE_REFUSED:
+            raise RetryElsewhere("engine_refused_key")
         ctype = resp.header(b"content-type", b"application/json")
     except BaseException:
         resp.close()
@@ -90,6 +99,8 @@ async def stream_once(client, send, target: Target, req: InferenceRequest, reque
                 raise RetryElsewhere("broken_response") from None
             if status >= 500:
                 raise RetryElsewhere(f"http_{status}")
+            if status in ENGINE_REFUSED:
+                raise RetryElsewhere("engine_refused_key")
             out.status = status
             state.response_started = True
             state.done = True

@@ -86,12 +86,35 @@ async def test_the_secret_wins_when_both_are_set(harness, client):
 
 
 @CLIENTS
-async def test_without_the_secret_a_keyed_worker_refuses_the_proxy(harness, client):
+async def test_an_engine_refusing_the_proxys_key_is_a_502_not_the_clients_401(harness, client):
+    """The client's key is fine: an engine's 401 is the control plane's misconfiguration, not the client's."""
     secret = EngineKeySecret.parse(generate_secret())
-    await harness.start_proxy(upstream_client=client)  # no secret, no fleet key: today's behaviour, no key
+    await harness.start_proxy(upstream_client=client)  # no secret, no fleet key: the keyed worker refuses
     await _keyed_worker(harness, secret, "model-a")
     raw, _ = await harness.api_key()
     await harness.wait_routable("model-a")
     api = openai.AsyncOpenAI(base_url=harness.base_url, api_key=raw, max_retries=0)
-    with pytest.raises(openai.APIStatusError):
-        await api.chat.completions.create(model="model-a", messages=MSG, max_tokens=2)
+    for stream in (False, True):
+        with pytest.raises(openai.APIStatusError) as refused:
+            await api.chat.completions.create(model="model-a", messages=MSG, max_tokens=2, stream=stream)
+        assert refused.value.status_code == 502
+        assert refused.value.body["code"] == "upstream_error"
+
+
+@CLIENTS
+async def test_a_worker_with_a_foreign_key_is_skipped_for_one_that_accepts_the_proxy(harness, client):
+    """A worker installed with another secret refuses the proxy's key: its requests go to the other worker."""
+    secret = EngineKeySecret.parse(generate_secret())
+    other = EngineKeySecret.parse(generate_secret())
+    await harness.start_proxy(upstream_client=client, engine_key_secret=secret)
+    stray, _ = await _keyed_worker(harness, other, "shared-model")
+    good, _ = await _keyed_worker(harness, secret, "shared-model")
+    raw, _ = await harness.api_key()
+    await harness.wait_routable("shared-model", n=2)
+    api = openai.AsyncOpenAI(base_url=harness.base_url, api_key=raw, max_retries=0)
+    for _ in range(6):
+        answer = await api.chat.completions.create(model="shared-model", messages=MSG, max_tokens=2)
+        assert answer.choices
+    records = await harness.usage_records(expect=6)
+    assert {r.instance_id for r in records} == {good} and {r.status_code for r in records} == {200}
+    assert stray not in {r.instance_id for r in records}
