@@ -24,8 +24,13 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from pathlib import Path
+
+from .settings import STACK_ENV_FILE
 
 SECRET_ENV = "INVENTIV_ENGINE_KEY_SECRET"
+SECRET_FILE = "engine-key-secret"
+"""Where ``inventiv up`` keeps the secret it generated, in its data dir (services/stack/engine_key_secret.py)."""
 MIN_SECRET_BYTES = 32
 # 32 random bytes hold ~30 distinct values on average; fewer than 16 means a pattern, not randomness.
 _MIN_DISTINCT_BYTES = 16
@@ -108,12 +113,32 @@ class EngineKeySecret:
 
 
 def engine_key_secret_from_env(environ: Mapping[str, str] | None = None) -> EngineKeySecret | None:
-    """``INVENTIV_ENGINE_KEY_SECRET`` parsed, None when unset; a bad value stops the start with a clear line."""
+    """``INVENTIV_ENGINE_KEY_SECRET`` parsed, else the local stack's (see below), else None.
+
+    A service started on its own against a running ``inventiv up`` (no ``NATS_URL`` given, the
+    servers found through the data dir's ``stack.env``, as ``settings.server_url`` does) takes the
+    secret that stack generated, so it derives the same engine keys as the stack's own services.
+    A bad value stops the start with a clear line that never holds it.
+    """
     env = os.environ if environ is None else environ
     raw = env.get(SECRET_ENV, "")
+    where = ""
     if not raw.strip():
-        return None
+        path = _local_stack_secret_file(env)
+        if path is None:
+            return None
+        raw, where = path.read_text(encoding="ascii", errors="replace"), f"{path}: "
     try:
         return EngineKeySecret.parse(raw)
     except InvalidEngineKeySecret as exc:
-        raise SystemExit(f"inventiv: {exc}") from None
+        raise SystemExit(f"inventiv: {where}{exc}") from None
+
+
+def _local_stack_secret_file(env: Mapping[str, str]) -> Path | None:
+    if env.get("NATS_URL"):
+        return None  # servers given explicitly: not attached to a local stack
+    data_dir = Path(env.get("INVENTIV_DATA_DIR") or "./.inventiv").resolve()
+    path = data_dir / SECRET_FILE
+    if not (data_dir / STACK_ENV_FILE).exists() or not path.exists():
+        return None
+    return path

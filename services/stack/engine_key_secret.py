@@ -14,11 +14,9 @@ from pathlib import Path
 
 import structlog
 
-from services.runtime.engine_keys import SECRET_ENV, InvalidEngineKeySecret, decode_secret, generate_secret
+from services.runtime.engine_keys import SECRET_ENV, SECRET_FILE, InvalidEngineKeySecret, decode_secret, generate_secret
 
 log = structlog.get_logger("inventiv.up")
-
-SECRET_FILE = "engine-key-secret"
 
 
 def ensure_engine_key_secret(data_dir: Path, environ: Mapping[str, str] | None = None) -> str:

@@ -113,3 +113,21 @@ def test_deriving_logs_nothing():
         engine_key_secret_from_env({SECRET_ENV: generate_secret()})
         derive_engine_key(SECRET, "inst-2")
     assert logs == []
+
+
+def test_a_service_attached_to_a_local_stack_takes_the_secret_that_stack_generated(tmp_path):
+    from services.runtime.engine_keys import SECRET_FILE, engine_key_secret_from_env
+    from services.runtime.settings import STACK_ENV_FILE
+    from services.stack.engine_key_secret import ensure_engine_key_secret
+
+    generated = EngineKeySecret.parse(ensure_engine_key_secret(tmp_path, {}))
+    env = {"INVENTIV_DATA_DIR": str(tmp_path)}
+    assert engine_key_secret_from_env(env) is None  # no stack.env: no running `inventiv up` there
+    (tmp_path / STACK_ENV_FILE).write_text("NATS_URL=nats://127.0.0.1:4250\n")
+    assert engine_key_secret_from_env(env) == generated
+    # Servers given explicitly: not that stack's service, so not its secret.
+    assert engine_key_secret_from_env({**env, "NATS_URL": "nats://elsewhere:4222"}) is None
+    (tmp_path / SECRET_FILE).write_text("too-short")
+    with pytest.raises(SystemExit, match=SECRET_FILE) as stopped:
+        engine_key_secret_from_env(env)
+    assert "too-short" not in str(stopped.value)
