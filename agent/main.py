@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     file_sink = None
     if settings.log_file:
         file_sink = RotatingJsonFile(settings.log_file, settings.log_file_max_bytes, settings.log_file_backups)
-    configure_logging(settings.log_format, ring, settings.log_level, file_sink)
+    configure_logging(settings.log_format, ring, settings.log_level, file_sink, settings.log_stderr_level)
     raise SystemExit(asyncio.run(run(settings, sock, ring)))
 
 

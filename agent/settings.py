@@ -26,6 +26,8 @@ ENGINES: tuple[str, ...] = ("fake", "vllm")
 # vLLM's --dtype choices (``vllm serve --help``).
 DTYPES: tuple[str, ...] = ("auto", "half", "float16", "bfloat16", "float", "float32")
 _USERINFO = re.compile(r"//[^/@]*@")
+# Smallest rotation size: a file holds at least one event (larger ones are replaced by a short record).
+LOG_FILE_MIN_BYTES = 4096
 
 
 class ConfigError(Exception):
@@ -75,6 +77,8 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True):
     log_file: str | None = None
     log_file_max_bytes: int = 10 * 1024 * 1024
     log_file_backups: int = 5
+    # Only events at or above this level reach stderr (None: every event logged); the file keeps them all.
+    log_stderr_level: LogLevel | None = None
     # Optional shared key the engine requires on /v1/* (defence in depth); handed to the engine by env, never argv.
     engine_api_key: str | None = None
 
@@ -139,6 +143,7 @@ _OPTIONS: tuple[tuple[str, str, str, object], ...] = (
     ("--log-file", "INVENTIV_LOG_FILE", "log_file", _str),
     ("--log-file-max-bytes", "INVENTIV_LOG_FILE_MAX_BYTES", "log_file_max_bytes", _int),
     ("--log-file-backups", "INVENTIV_LOG_FILE_BACKUPS", "log_file_backups", _int),
+    ("--log-stderr-level", "INVENTIV_LOG_STDERR_LEVEL", "log_stderr_level", lambda raw: raw.strip().lower()),
     ("--engine-api-key", "INVENTIV_ENGINE_API_KEY", "engine_api_key", _str),
 )
 
@@ -208,6 +213,10 @@ def validate(values: dict[str, object]) -> AgentSettings:
     level = values.get("log_level", "info")
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"--log-level / INVENTIV_LOG_LEVEL must be debug, info, warning or error, got {level!r}")
+    stderr_level = values.get("log_stderr_level")
+    if stderr_level is not None and stderr_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("--log-stderr-level / INVENTIV_LOG_STDERR_LEVEL must be debug, info, warning or error, "
+                          f"got {stderr_level!r}")
     _check_bind_host(values.get("bind_host", "127.0.0.1"))  # type: ignore[arg-type]
     nats_url = values.get("nats_url", "nats://127.0.0.1:4222")
     assert isinstance(nats_url, str)
@@ -256,7 +265,7 @@ def _check_ranges(s: AgentSettings) -> None:
         (s.gpu_memory_utilization is None or 0 < s.gpu_memory_utilization <= 1,
          "--gpu-memory-utilization must be in (0, 1]"),
         (s.max_model_len is None or s.max_model_len >= 1, "--max-model-len must be >= 1"),
-        (s.log_file_max_bytes >= 64 * 1024, "--log-file-max-bytes must be at least 65536"),
+        (s.log_file_max_bytes >= LOG_FILE_MIN_BYTES, f"--log-file-max-bytes must be at least {LOG_FILE_MIN_BYTES}"),
         (0 <= s.log_file_backups <= 100, "--log-file-backups must be between 0 and 100"),
     )
     for ok, message in checks:

@@ -20,6 +20,10 @@ mock provider: its servers start their worker themselves, and a reinstall restar
   set it to that address with ``server-address`` (and let only the control plane reach ports
   8000/8080 through the provider's security group) or to a private-network address.
   ``INVENTIV_WORKER_BASE_DIR`` (/opt/inventiv).
+- ``INVENTIV_WORKER_RUN_AS`` (inventiv): the unprivileged system user the agent and the engine run
+  as when the install runs as root (created if missing); ``-`` runs them as the SSH user instead.
+- ``INVENTIV_WORKER_LOG_FILE_MAX_BYTES`` (10 MiB), ``INVENTIV_WORKER_LOG_FILE_BACKUPS`` (5): the agent's
+  rotating log on the worker; its logs take at most ``(backups + 3) * max_bytes`` there.
 - ``INVENTIV_ENGINE_KEY_SECRET`` (shared with the API): each worker's engine gets its own API key,
   derived from it per instance (services/runtime/engine_keys.py) and written to the worker's 0600
   env file. Without it the engine listens unauthenticated on ``bind_host`` (a warning at start).
@@ -39,7 +43,8 @@ from services.runtime.settings import env_float, env_int
 from .adapters.ssh_install_driver import SshInstallDriver, WorkerTemplate
 from .install.installer import SshInstaller
 from .domain.effects import DriveInstall
-from .install.model import DEFAULT_BASE_DIR, InvalidInstall
+from .install.model import (DEFAULT_BASE_DIR, DEFAULT_LOG_FILE_BACKUPS, DEFAULT_LOG_FILE_MAX_BYTES, DEFAULT_RUN_AS,
+                            InvalidInstall)
 from .adapters.mock_install_driver import MockInstallDriver
 from .ports import Compute, InstallDriver
 
@@ -63,8 +68,13 @@ def install_mode(provider: str) -> str:
     return mode
 
 
+# INVENTIV_WORKER_RUN_AS value meaning "no switch: run the agent as the SSH user" (not a valid user name).
+RUN_AS_SSH_USER = "-"
+
+
 def worker_template_from_env() -> WorkerTemplate:
     creds_file = os.environ.get("INVENTIV_WORKER_NATS_CREDS_FILE", "").strip()
+    run_as: str | None = os.environ.get("INVENTIV_WORKER_RUN_AS", "").strip() or DEFAULT_RUN_AS
     return WorkerTemplate(
         engine=os.environ.get("INVENTIV_WORKER_ENGINE", "vllm").strip() or "vllm",
         nats_url=_required("INVENTIV_WORKER_NATS_URL"),
@@ -78,6 +88,9 @@ def worker_template_from_env() -> WorkerTemplate:
         bind_host=os.environ.get("INVENTIV_WORKER_BIND_HOST", "").strip() or "127.0.0.1",
         ssh_port=env_int("INVENTIV_SSH_PORT", 22),
         ssh_username=os.environ.get("INVENTIV_SSH_USER", "").strip() or "root",
+        run_as=None if run_as == RUN_AS_SSH_USER else run_as,
+        log_file_max_bytes=env_int("INVENTIV_WORKER_LOG_FILE_MAX_BYTES", DEFAULT_LOG_FILE_MAX_BYTES),
+        log_file_backups=env_int("INVENTIV_WORKER_LOG_FILE_BACKUPS", DEFAULT_LOG_FILE_BACKUPS),
         engine_key_secret=engine_key_secret_from_env(),
     )
 

@@ -22,7 +22,8 @@ import structlog
 from services.runtime.engine_keys import EngineKeySecret
 
 from ..domain.effects import DriveInstall, InstallObservation
-from ..install.model import DEFAULT_BASE_DIR, SshTarget, WorkerSpec
+from ..install.model import (DEFAULT_BASE_DIR, DEFAULT_LOG_FILE_BACKUPS, DEFAULT_LOG_FILE_MAX_BYTES, DEFAULT_RUN_AS,
+                             SshTarget, WorkerSpec)
 from ..install.port import Installer
 from ..ports import Compute
 
@@ -51,6 +52,10 @@ class WorkerTemplate:
     bind_host: str = "127.0.0.1"
     ssh_port: int = 22
     ssh_username: str = "root"
+    # The unprivileged user the agent and the engine run as (the install runs as root); None: the SSH user.
+    run_as: str | None = DEFAULT_RUN_AS
+    log_file_max_bytes: int = DEFAULT_LOG_FILE_MAX_BYTES
+    log_file_backups: int = DEFAULT_LOG_FILE_BACKUPS
     # INVENTIV_ENGINE_KEY_SECRET: each worker's engine gets its own key derived from it; None = no key.
     engine_key_secret: EngineKeySecret | None = field(default=None, repr=False)
 
@@ -74,6 +79,9 @@ class WorkerTemplate:
             base_dir=self.base_dir,
             generation=effect.generation,
             bind_host=bind_host,
+            run_as=self.run_as,
+            log_file_max_bytes=self.log_file_max_bytes,
+            log_file_backups=self.log_file_backups,
             engine_api_key=(self.engine_key_secret.key_for(effect.instance_id)
                             if self.engine_key_secret is not None else None),
         )

@@ -3,15 +3,18 @@
 # nothing from a spec can become code. Modes:
 #   launch  (foreground, over SSH, short): take the install lock, decide (no-op, supersede, install),
 #           record generation + phase "installing", start "run" detached holding the lock, exit.
-#   run     (detached, own session): stop the previous agent, install, start the agent, wait for its
-#           /healthz, record the exit code. The lock is held until it exits.
+#   run     (detached, own session): stop the previous agent, install, start the agent (as RUN_AS when
+#           running as root), wait for its /healthz, record the exit code. The lock is held until it exits.
 # Files: see README.md next to this file.
 
 readonly STATE_DIR="$BASE_DIR/state" LOG_DIR="$BASE_DIR/logs" ETC_DIR="$BASE_DIR/etc"
-readonly LOCK_FILE="$STATE_DIR/lock" INSTALL_LOG="$LOG_DIR/install.log" AGENT_LOG="$LOG_DIR/agent.log"
+readonly AGENT_LOG_DIR="$LOG_DIR/agent" AGENT_HOME="$BASE_DIR/home"
+readonly LOCK_FILE="$STATE_DIR/lock" INSTALL_LOG="$LOG_DIR/install.log"
+readonly AGENT_EVENTS_LOG="$AGENT_LOG_DIR/agent.log" AGENT_STDERR_LOG="$AGENT_LOG_DIR/stderr.log"
 readonly ENV_FILE="$ETC_DIR/agent.env" CREDS_FILE="$ETC_DIR/nats.creds"
-readonly EX_USAGE=64 EX_UNAVAILABLE=69 EX_SOFTWARE=70 EX_TEMPFAIL=75 EX_AGENT_TIMEOUT=124
+readonly EX_USAGE=64 EX_UNAVAILABLE=69 EX_SOFTWARE=70 EX_TEMPFAIL=75 EX_CONFIG=78 EX_AGENT_TIMEOUT=124
 readonly LOCK_WAIT_S=5 SUPERSEDE_WAIT_S=60 ORPHAN_GRACE_S=10
+readonly INSTALL_LOG_MAX_BYTES=1048576  # then install.log becomes install.log.1 at the next install
 
 say() { printf '%s inventiv-install[gen %s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$GENERATION" "$*"; }
 fail() { say "$2"; exit "$1"; }
@@ -24,8 +27,11 @@ read_state() {
   if [[ -f $STATE_DIR/$1 ]]; then IFS= read -r value < "$STATE_DIR/$1" || true; fi
   printf '%s' "$value"
 }
-write_secret() {  # path content: 0600 from the start (umask 077), renamed into place
-  printf '%s' "$2" > "$1.tmp" && chmod 600 -- "$1.tmp" && mv -f -- "$1.tmp" "$1"
+write_secret() {  # path content: 0600 from the start (umask 077), the agent's user's, renamed into place
+  printf '%s' "$2" > "$1.tmp"
+  chmod 600 -- "$1.tmp"
+  if [[ -n $AGENT_UID ]]; then chown -- "$AGENT_UID:$AGENT_GID" "$1.tmp"; fi
+  mv -f -- "$1.tmp" "$1"
 }
 
 alive() {  # pid: running and not a zombie
@@ -67,11 +73,19 @@ wait_gone() {  # timeout_s pid...: 0 once none is alive
   done
 }
 
+switches_user() { [[ -n $RUN_AS && $EUID == 0 && $RUN_AS != root ]]; }
+
 require_tools() {
   local tool
   for tool in flock setsid mktemp tail; do
     command -v "$tool" >/dev/null 2>&1 || fail "$EX_UNAVAILABLE" "required tool '$tool' is not installed"
   done
+  if switches_user; then
+    command -v setpriv >/dev/null 2>&1 || command -v runuser >/dev/null 2>&1 \
+      || fail "$EX_UNAVAILABLE" "neither setpriv nor runuser is installed: cannot run the agent as $RUN_AS"
+    id -u -- "$RUN_AS" >/dev/null 2>&1 || command -v useradd >/dev/null 2>&1 \
+      || fail "$EX_UNAVAILABLE" "the user $RUN_AS does not exist and useradd is not installed"
+  fi
 }
 
 # --- launch ------------------------------------------------------------------------------------------
@@ -95,7 +109,10 @@ launch() {
   local script=$1 current current_exit
   require_tools
   mkdir -p -- "$STATE_DIR" "$LOG_DIR" "$ETC_DIR"
-  chmod 700 -- "$BASE_DIR" "$STATE_DIR" "$LOG_DIR" "$ETC_DIR"
+  # state/ is root's alone. The others may let the agent's group through (the run sets that up): never
+  # take that away here, a no-op launch runs beside a live agent.
+  chmod 700 -- "$STATE_DIR"
+  chmod g-w,o-rwx -- "$BASE_DIR" "$LOG_DIR" "$ETC_DIR"
   exec 9>>"$LOCK_FILE"
   # A status probe holds the lock (shared) for a moment: wait a little before concluding a run holds it.
   if ! flock -w "$LOCK_WAIT_S" 9; then
@@ -130,6 +147,9 @@ launch() {
   rm -f -- "$STATE_DIR/exit_code"
   write_state phase installing
   write_state generation "$GENERATION"
+  if (( $(stat -c %s -- "$INSTALL_LOG" 2>/dev/null || echo 0) > INSTALL_LOG_MAX_BYTES )); then
+    mv -f -- "$INSTALL_LOG" "$INSTALL_LOG.1"
+  fi
   say "install requested" >> "$INSTALL_LOG"
   # Detached in its own session, so neither the SSH connection nor this shell ending stops it; it
   # inherits fd 9 and with it the lock, which is released only when it exits.
@@ -140,8 +160,10 @@ launch() {
 
 # --- run ---------------------------------------------------------------------------------------------
 
-STARTED_AGENT_PID=
+STARTED_AGENT_PID=  # what start_agent launched (with runuser: runuser, the agent's parent)
 AGENT_HEALTHY=0
+AGENT_UID='' AGENT_GID=''  # set when the agent runs as RUN_AS: the user the secrets and its directories belong to
+AS_AGENT=(env)  # the prefix that runs a command as the agent's user ("env": as ourselves)
 
 finish() {
   local rc=$1
@@ -182,6 +204,89 @@ stop_previous_agent() {
   fi
 }
 
+# --- the agent's user ------------------------------------------------------------------------------
+# As root with RUN_AS set, the agent (and the engine it starts) runs as that unprivileged system user.
+# state/, the lock and etc/ stay root's; the user owns only what the agent writes (logs/agent/, home/ with
+# its caches) and its two secret files (0600, in root's etc/: it can read them, never replace them).
+
+prepare_agent_user() {
+  local shell group group_opt=(--user-group)
+  if [[ -z $RUN_AS ]]; then say "the agent runs as $(id -un), the SSH user (no run_as)"; return 0; fi
+  if (( EUID != 0 )); then say "not running as root: the agent runs as $(id -un), not $RUN_AS"; return 0; fi
+  if [[ $RUN_AS == root ]]; then say "the agent runs as root (run_as root)"; return 0; fi
+  if ! id -u -- "$RUN_AS" >/dev/null 2>&1; then
+    shell=/usr/sbin/nologin
+    [[ -x $shell ]] || shell=/sbin/nologin
+    [[ -x $shell ]] || shell=/bin/false
+    if getent group "$RUN_AS" >/dev/null 2>&1; then group_opt=(--gid "$RUN_AS"); fi
+    say "creating the system user $RUN_AS (no login shell, no password)"
+    # Another install may be creating it at the same moment: what counts is that it exists afterwards.
+    useradd --system "${group_opt[@]}" --home-dir "$AGENT_HOME" --no-create-home --shell "$shell" -- "$RUN_AS" \
+      || id -u -- "$RUN_AS" >/dev/null 2>&1 || fail "$EX_CONFIG" "cannot create the user $RUN_AS"
+  fi
+  AGENT_UID=$(id -u -- "$RUN_AS")
+  AGENT_GID=$(id -g -- "$RUN_AS")
+  [[ $AGENT_UID != 0 ]] || fail "$EX_CONFIG" "the user $RUN_AS has uid 0: it would not drop any privilege"
+  # The GPU device nodes: /dev/dri/* belong to video or render (/dev/nvidia* are usually open to all).
+  for group in video render; do
+    getent group "$group" >/dev/null 2>&1 || continue
+    [[ " $(id -nG -- "$RUN_AS") " == *" $group "* ]] && continue
+    usermod -a -G "$group" -- "$RUN_AS" || say "warning: could not add $RUN_AS to the group $group"
+  done
+  if command -v setpriv >/dev/null 2>&1; then
+    # setpriv exec()s: the agent keeps its pid. No new privileges: no setuid program can raise them again.
+    AS_AGENT=(setpriv "--reuid=$AGENT_UID" "--regid=$AGENT_GID" --init-groups --no-new-privs --)
+  else
+    # runuser stays as the agent's parent (and would SIGKILL it 2 s after a SIGTERM): the agent is
+    # signalled directly, by the pid its launcher reports (start_agent).
+    AS_AGENT=(runuser -u "$RUN_AS" --)
+  fi
+  say "the agent runs as $RUN_AS (uid $AGENT_UID, gid $AGENT_GID), switched by ${AS_AGENT[0]}"
+}
+
+own_tree() {  # dir uid gid
+  # Walked only when the top belongs to someone else (a new owner): a tree the agent's user has been
+  # writing to is not walked by root at every install.
+  if [[ $(stat -c %u -- "$1") == "$2" ]]; then chown -- "$2:$3" "$1"; else chown -R -- "$2:$3" "$1"; fi
+}
+
+prepare_dirs() {
+  mkdir -p -- "$AGENT_LOG_DIR"
+  if [[ -n $AGENT_UID ]]; then
+    # The agent's group may pass through root's directories (reading needs its own files' modes too).
+    chown -- "0:$AGENT_GID" "$BASE_DIR" "$LOG_DIR" "$ETC_DIR"
+    chmod 750 -- "$BASE_DIR" "$LOG_DIR" "$ETC_DIR"
+    mkdir -p -- "$AGENT_HOME"
+    own_tree "$AGENT_LOG_DIR" "$AGENT_UID" "$AGENT_GID"
+    own_tree "$AGENT_HOME" "$AGENT_UID" "$AGENT_GID"
+    chmod 700 -- "$AGENT_LOG_DIR" "$AGENT_HOME"
+  else
+    chmod 700 -- "$BASE_DIR" "$LOG_DIR" "$ETC_DIR" "$AGENT_LOG_DIR"
+    if (( EUID == 0 )); then own_tree "$AGENT_LOG_DIR" 0 0; fi  # back from an unprivileged install
+  fi
+}
+
+check_agent_access() {  # as the agent's user: what it must read, run and write (a clear line, not a crash)
+  local path interpreter=
+  [[ -n $AGENT_UID ]] || return 0
+  for path in "$ENV_FILE" ${NATS_CREDS:+"$CREDS_FILE"}; do
+    "${AS_AGENT[@]}" test -r "$path" || fail "$EX_CONFIG" "$RUN_AS cannot read $path"
+  done
+  # shellcheck disable=SC2153  # AGENT_BIN comes from the header
+  { IFS= read -r interpreter < "$AGENT_BIN"; } 2>/dev/null || true
+  interpreter=${interpreter#\#!}
+  interpreter=${interpreter#"${interpreter%%[! ]*}"}
+  for path in "$AGENT_BIN" ${interpreter:+"${interpreter%% *}"}; do
+    [[ $path == /* ]] || continue
+    "${AS_AGENT[@]}" test -x "$path" \
+      || fail "$EX_CONFIG" "$RUN_AS cannot run $path: it and every directory above it must be readable and searchable by that user"
+  done
+  for path in "$AGENT_LOG_DIR" "$AGENT_HOME"; do
+    { "${AS_AGENT[@]}" test -w "$path" && "${AS_AGENT[@]}" test -x "$path"; } \
+      || fail "$EX_CONFIG" "$RUN_AS cannot write $path: every directory above it must be searchable by that user"
+  done
+}
+
 make_venv() {
   local venv=$1
   if "$PYTHON" -m venv -- "$venv"; then return 0; fi
@@ -205,23 +310,50 @@ install_agent() {
   command -v "$PYTHON" >/dev/null 2>&1 || fail "$EX_UNAVAILABLE" "$PYTHON is not installed"
   rm -rf -- "$VENV_DIR"  # a fresh venv per generation: a reinstall never inherits a broken one
   say "creating $VENV_DIR"
+  umask 022  # code, not secrets: readable by the agent's user, writable by root alone
   make_venv "$VENV_DIR"
   say "pip install $AGENT_REQUIREMENT"
   "$VENV_DIR/bin/python" -m pip install --disable-pip-version-check --no-input "$AGENT_REQUIREMENT"
+  umask 077
   [[ -x $AGENT_BIN ]] || fail "$EX_UNAVAILABLE" "$AGENT_REQUIREMENT did not install an inventiv-agent executable"
 }
 
+# The agent's launcher, run by bash as the agent's user ($1 env file, $2 agent, $3 stderr log): report its
+# own pid on fd 3 (the agent's once it execs; with runuser it is not $!), keep the previous run's stderr as
+# .1 (a crash loop's output survives one restart), capture stderr (opened as that user, never by root in
+# its directory), load the env file, become the agent.
+# shellcheck disable=SC2016  # expanded by that shell
+readonly AGENT_LAUNCHER='printf "%s\n" "$$" >&3; exec 3>&-
+if [[ -e $3 ]]; then mv -f -- "$3" "$3.1"; fi
+exec >> "$3" 2>&1
+set -a; . "$1"; set +a
+exec "$2"'
+
 start_agent() {
-  : >> "$AGENT_LOG"
-  say "starting $AGENT_BIN (engine $ENGINE, model $MODEL_NAME, log $AGENT_LOG)"
+  local report="$STATE_DIR/.agent.pid.report" pid='' home=${HOME:-/root} deadline=$((SECONDS + 10))
+  if [[ -n $AGENT_UID ]]; then home=$AGENT_HOME; fi  # caches (Hugging Face, vLLM, torch) land under the base dir
+  say "starting $AGENT_BIN (engine $ENGINE, model $MODEL_NAME, logs in $AGENT_LOG_DIR)"
+  rm -f -- "$report"
   # Its own session: it outlives this script and the SSH connection. A clean environment plus the env
-  # file (0600); fd 9, the install lock, is closed so the agent never holds it. setsid does not fork
-  # here (this shell is the group leader, not the child), so $! is the agent's pid.
-  # shellcheck disable=SC2016  # $1/$2 are for the inner shell
-  setsid env -i HOME="${HOME:-/root}" LANG=C.UTF-8 "$BASH" -c 'set -a; . "$1"; set +a; exec "$2"' \
-    inventiv-agent "$ENV_FILE" "$AGENT_BIN" < /dev/null >> "$AGENT_LOG" 2>&1 9>&- &
+  # file; fd 9, the install lock, is closed so the agent never holds it. setsid does not fork here (this
+  # shell is the group leader, not the child). What setpriv/runuser print themselves lands in install.log.
+  setsid "${AS_AGENT[@]}" env -i "HOME=$home" LANG=C.UTF-8 "$BASH" -c "$AGENT_LAUNCHER" inventiv-agent \
+    "$ENV_FILE" "$AGENT_BIN" "$AGENT_STDERR_LOG" < /dev/null 3> "$report" 9>&- &
   STARTED_AGENT_PID=$!
-  write_state agent.pid "$STARTED_AGENT_PID"
+  until { IFS= read -r pid < "$report"; } 2>/dev/null && [[ $pid =~ ^[0-9]+$ ]]; do
+    pid=
+    if ! alive "$STARTED_AGENT_PID" || (( SECONDS >= deadline )); then break; fi  # wait_for_agent reports it
+    sleep 0.05
+  done
+  rm -f -- "$report"
+  write_state agent.pid "${pid:-$STARTED_AGENT_PID}"
+}
+
+show_agent_logs() {  # read as the agent's user: root never follows a link planted in its directory
+  say "the end of $AGENT_EVENTS_LOG:"
+  "${AS_AGENT[@]}" tail -n 10 -- "$AGENT_EVENTS_LOG" 2>&1 | cut -c 1-300 || true
+  say "the end of $AGENT_STDERR_LOG:"
+  "${AS_AGENT[@]}" tail -n 40 -- "$AGENT_STDERR_LOG" 2>&1 || true
 }
 
 http_ok() {  # host port path: a 200 within a few seconds
@@ -239,8 +371,8 @@ wait_for_agent() {
   while (( SECONDS < deadline )); do
     if ! alive "$STARTED_AGENT_PID"; then
       wait "$STARTED_AGENT_PID" || rc=$?
-      say "the agent exited while starting (exit code $rc); the end of $AGENT_LOG:"
-      tail -n 40 -- "$AGENT_LOG" || true
+      say "the agent exited while starting (exit code $rc)"
+      show_agent_logs
       exit "$EX_SOFTWARE"
     fi
     if http_ok "$BIND_HOST" "$AGENT_PORT" /healthz; then
@@ -250,8 +382,8 @@ wait_for_agent() {
     fi
     sleep 0.25
   done
-  say "the agent did not answer /healthz within ${AGENT_START_TIMEOUT_S}s; the end of $AGENT_LOG:"
-  tail -n 40 -- "$AGENT_LOG" || true
+  say "the agent did not answer /healthz within ${AGENT_START_TIMEOUT_S}s"
+  show_agent_logs
   exit "$EX_AGENT_TIMEOUT"
 }
 
@@ -275,9 +407,12 @@ run() {
   say "installing: instance $INSTANCE_ID, engine $ENGINE, model $MODEL_NAME"
   say "phase: installing"
   stop_previous_agent
+  prepare_agent_user
   install_agent
+  prepare_dirs
   write_secret "$ENV_FILE" "$AGENT_ENV"
   if [[ -n $NATS_CREDS ]]; then write_secret "$CREDS_FILE" "$NATS_CREDS"; else rm -f -- "$CREDS_FILE"; fi
+  check_agent_access
   set_phase engine_starting
   start_agent
   wait_for_agent

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.engine_command import FAKE_RESERVED_FLAGS, RESERVED_FLAGS, check_bind_host
+from agent.settings import LOG_FILE_MIN_BYTES
 from contracts.subjects import UnsafeSubjectToken, token
 
 Engine = Literal["vllm", "fake"]
@@ -23,6 +24,13 @@ InstallState = Literal["not_started", "running", "succeeded", "failed"]
 PHASES: tuple[str, ...] = ("installing", "engine_starting", "agent_started")
 DEFAULT_BASE_DIR = "/opt/inventiv"
 PREINSTALLED_PREFIX = "preinstalled:"
+# The unprivileged user the agent (hence the engine) runs as when the install runs as root.
+DEFAULT_RUN_AS = "inventiv"
+# The agent's own rotating log (agent/logs.py): what a worker keeps on disk, per file and how many old ones.
+DEFAULT_LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_LOG_FILE_BACKUPS = 5
+# A sane ceiling for one log file (the floor is the agent's own, agent/settings.py).
+LOG_FILE_MAX_BYTES = 1024**3
 
 # asyncssh's ``key.get_fingerprint("sha256")``: "SHA256:" + unpadded base64 of 32 bytes.
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
@@ -115,6 +123,12 @@ class WorkerSpec:
     # The key this worker's engine requires on /v1/* (derived per instance, services/runtime/engine_keys.py);
     # written to the 0600 env file as INVENTIV_ENGINE_API_KEY, never to argv. Kept out of repr: specs get printed.
     engine_api_key: str | None = field(default=None, repr=False)
+    # The system user the agent and the engine run as when the bootstrap runs as root (created if missing,
+    # no login shell, no password); None runs them as the SSH user. A non-root SSH user always runs them itself.
+    run_as: str | None = DEFAULT_RUN_AS
+    # The agent's log on disk (INVENTIV_LOG_FILE under logs/agent/): rotated at this size, this many old files kept.
+    log_file_max_bytes: int = DEFAULT_LOG_FILE_MAX_BYTES
+    log_file_backups: int = DEFAULT_LOG_FILE_BACKUPS
 
     def __post_init__(self) -> None:
         for name in ("instance_id", "org_id"):
@@ -160,6 +174,7 @@ class WorkerSpec:
                                 or _has_control_or_space(key)):
             # The value is a secret: never in the message.
             raise InvalidInstall("engine_api_key must be 16-256 printable ASCII characters without spaces")
+        self._check_run_as_and_logs()
 
     def _check_nats(self) -> None:
         if _has_control_or_space(self.nats_url):
@@ -199,6 +214,18 @@ class WorkerSpec:
             # It is handed to pip as one argument; an option here would change where pip installs from.
             raise InvalidInstall(f"agent_install must not start with '-' (a pip option), got {value!r}")
 
+    def _check_run_as_and_logs(self) -> None:
+        # A user name reaches useradd, setpriv and chown (quoted, but an option-looking or odd name is refused here).
+        if self.run_as is not None and (not isinstance(self.run_as, str) or not _USERNAME.match(self.run_as)
+                                        or self.run_as.endswith("-")):
+            raise InvalidInstall(f"run_as must be a POSIX user name (lowercase letter or _, then [a-z0-9_-], "
+                                 f"at most 32) or None, got {self.run_as!r}")
+        size = self.log_file_max_bytes
+        if not isinstance(size, int) or not LOG_FILE_MIN_BYTES <= size <= LOG_FILE_MAX_BYTES:
+            raise InvalidInstall(f"log_file_max_bytes must be {LOG_FILE_MIN_BYTES}-{LOG_FILE_MAX_BYTES}, got {size!r}")
+        if not isinstance(self.log_file_backups, int) or not 0 <= self.log_file_backups <= 100:
+            raise InvalidInstall(f"log_file_backups must be 0-100, got {self.log_file_backups!r}")
+
     def _check_extra_env(self) -> None:
         for item in self.extra_env:
             if not (isinstance(item, tuple) and len(item) == 2):
@@ -222,6 +249,12 @@ class WorkerSpec:
     @property
     def agent_executable(self) -> str:
         return self.preinstalled_agent or f"{self.venv_dir}/bin/inventiv-agent"
+
+    @property
+    def agent_log_budget_bytes(self) -> int:
+        """The most the agent's logs take on disk: its rotated file and backups, plus its stderr capture
+        (the agent caps it at ``log_file_max_bytes`` per run; the bootstrap keeps the previous run's)."""
+        return (self.log_file_backups + 1 + 2) * self.log_file_max_bytes
 
 
 def _check_bind_host(host: str) -> None:

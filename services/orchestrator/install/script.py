@@ -19,6 +19,10 @@ from .model import WorkerSpec
 MARKER_ENV = "INVENTIV_WORKER_HOME"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CREDS_FILE_NAME = "etc/nats.creds"
+# The agent's own directory under logs/ (bootstrap.sh: AGENT_LOG_DIR), owned by the user it runs as:
+# its rotating event log (INVENTIV_LOG_FILE) and the capture of its stderr live there.
+AGENT_LOG_DIR_NAME = "logs/agent"
+AGENT_LOG_FILE_NAME = f"{AGENT_LOG_DIR_NAME}/agent.log"
 
 
 @lru_cache(maxsize=1)
@@ -43,6 +47,12 @@ def render_env_file(spec: WorkerSpec) -> str:
         # Always explicit, never the agent's default: the engine is never bound to a wildcard.
         ("INVENTIV_BIND_HOST", spec.bind_host),
         ("INVENTIV_LOG_FORMAT", "json"),
+        # Everything goes to the file the agent rotates itself; its stderr (captured by the bootstrap) keeps only
+        # warnings and errors, capped per run: the worker's logs stay within spec.agent_log_budget_bytes.
+        ("INVENTIV_LOG_FILE", f"{spec.base_dir}/{AGENT_LOG_FILE_NAME}"),
+        ("INVENTIV_LOG_FILE_MAX_BYTES", str(spec.log_file_max_bytes)),
+        ("INVENTIV_LOG_FILE_BACKUPS", str(spec.log_file_backups)),
+        ("INVENTIV_LOG_STDERR_LEVEL", "warning"),
         # The agent's own bin directory first, so ``vllm`` from the same venv is found.
         ("PATH", f"{posixpath.dirname(spec.agent_executable)}:{SYSTEM_PATH}"),
     ]
@@ -72,6 +82,7 @@ def render_bootstrap(spec: WorkerSpec) -> str:
         ("PREINSTALLED_AGENT", spec.preinstalled_agent or ""),
         ("AGENT_REQUIREMENT", "" if spec.preinstalled_agent else spec.agent_install),
         ("PYTHON", spec.python),
+        ("RUN_AS", spec.run_as or ""),
         ("VENV_DIR", spec.venv_dir),
         ("AGENT_BIN", spec.agent_executable),
         ("MARKER", f"{MARKER_ENV}={spec.base_dir}"),

@@ -1,6 +1,9 @@
 """Fixtures for installing the worker over real SSH: a loopback asyncssh server running real bash,
 the real agent from this repo's venv (fake engine), the per-test nats-server.
 
+Run as root (as here), installs use the spec's default ``run_as``: the bootstrap creates that
+system user and really switches to it, so the agent must be runnable by it (``agent_user.py``).
+
 Every worker process an install starts carries ``INVENTIV_WORKER_HOME=<base dir>``; teardown stops
 them by pid file (SIGTERM, the agent drains) and then kills anything still carrying the marker, and
 fails the test if something survives.
@@ -12,9 +15,10 @@ import contextlib
 import dataclasses
 import getpass
 import os
+import shutil
 import signal
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -23,12 +27,13 @@ import pytest_asyncio
 
 from services.orchestrator.adapters.loopback_sshd import LoopbackSshd
 from services.orchestrator.install.installer import SshInstaller
-from services.orchestrator.install.model import InstallStatus, SshTarget, WorkerSpec
+from services.orchestrator.install.model import DEFAULT_RUN_AS, InstallStatus, SshTarget, WorkerSpec
 from services.orchestrator.install.script import MARKER_ENV
 from services.runtime.embedded import free_port
 from tests.helpers import wait_until
 
-AGENT = Path(sys.executable).parent / "inventiv-agent"
+from .agent_user import AGENT, make_reachable, make_shared_agent, shared_workdir
+
 DEADLINE_S = 90.0
 
 
@@ -134,10 +139,45 @@ def target(sshd) -> SshTarget:
     return SshTarget(sshd.host, sshd.port, getpass.getuser(), (sshd.host_key_fingerprint,))
 
 
+@dataclass(frozen=True)
+class AgentRuntime:
+    """The agent installs use, and who they run it as (``switches``: root, so the bootstrap drops to run_as)."""
+
+    agent: Path
+    run_as: str | None
+    switches: bool
+
+
+@pytest.fixture(scope="session")
+def agent_runtime():
+    if os.geteuid() != 0:
+        yield AgentRuntime(AGENT, DEFAULT_RUN_AS, switches=False)  # the bootstrap keeps the SSH user
+        return
+    workdir = shared_workdir()
+    try:
+        agent = make_shared_agent(workdir)
+        if agent is None:  # no interpreter an unprivileged user can run: installs keep the SSH user (root)
+            yield AgentRuntime(AGENT, None, switches=False)
+        else:
+            yield AgentRuntime(agent, DEFAULT_RUN_AS, switches=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 @pytest.fixture
-def make_spec(tmp_path, nats_server):
+def switching(agent_runtime) -> AgentRuntime:
+    """For tests of the switch to the unprivileged user: skipped where it cannot happen (not root)."""
+    if not agent_runtime.switches:
+        pytest.skip("needs root and an agent an unprivileged user can run")
+    return agent_runtime
+
+
+@pytest.fixture
+def make_spec(tmp_path, nats_server, agent_runtime):
     """Specs for this test, each base dir stopped and checked for leftovers at teardown."""
     base_dirs: list[str] = []
+    if agent_runtime.switches:
+        make_reachable(tmp_path)
 
     def make(name: str = "worker", **changes) -> WorkerSpec:
         base_dir = str(tmp_path / name)
@@ -150,7 +190,8 @@ def make_spec(tmp_path, nats_server):
             instance_id="inst-1", org_id="org-1", model_name="mock-echo-model", served_model_name="mock-echo-model",
             engine="fake", nats_url=nats_server.url, nats_creds=None, heartbeat_interval_s=0.5,
             agent_port=agent_port, engine_port=engine_port, engine_args=(),
-            agent_install=f"preinstalled:{AGENT}", base_dir=base_dir, generation=1,
+            agent_install=f"preinstalled:{agent_runtime.agent}", base_dir=base_dir, generation=1,
+            run_as=agent_runtime.run_as,
         )
         return dataclasses.replace(spec, **changes)
 

@@ -31,7 +31,8 @@ from tests.integration.orchestrator.test_orchestrator_nats import _find
 from tests.integration.orchestrator.test_ssh_bring_up import PinnedFakeCompute
 from tests.unit.orchestrator.factories import provision
 
-from .conftest import AGENT, cmdline, finished, marked_pids, stop_install, wait_status
+from .agent_user import make_reachable
+from .conftest import cmdline, finished, marked_pids, stop_install, wait_status
 
 MODEL = "mock-echo-model"
 ORG = "org-it"  # what _find reads
@@ -61,7 +62,9 @@ def assert_key_only_in_the_env_file(base_dir: str, key: str) -> None:
     assert any("fake_server" in line for line in lines.values()), lines  # the engine itself
     for pid in pids:
         assert key.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes(), f"key in argv of {lines[pid]}"
-    for log in (Path(base_dir) / "logs").iterdir():
+    logs = [path for path in (Path(base_dir) / "logs").rglob("*") if path.is_file()]
+    assert any(path.name == "agent.log" for path in logs), logs  # the agent's own rotated log is checked too
+    for log in logs:
         assert key not in log.read_text(errors="replace"), f"key in {log.name}"
     assert not list((Path(base_dir) / "state").glob("bootstrap.*")), "the script (which holds the key) is deleted"
 
@@ -84,7 +87,7 @@ async def test_the_installed_engine_requires_its_own_key(installer, target, make
 
 
 @pytest_asyncio.fixture
-async def keyed_ssh_stack(nats_client, nats_server, tmp_path):
+async def keyed_ssh_stack(nats_client, nats_server, tmp_path, agent_runtime):
     secret = EngineKeySecret.parse(generate_secret())
     client_key = asyncssh.generate_private_key("ssh-ed25519")
     home = tmp_path / "home"
@@ -93,13 +96,15 @@ async def keyed_ssh_stack(nats_client, nats_server, tmp_path):
            "PIP_NO_INDEX": "1"}
     engine_port, agent_port = free_port(), free_port()
     base_dir = str(tmp_path / "worker")
+    if agent_runtime.switches:
+        make_reachable(tmp_path)
     async with LoopbackSshd([client_key], cwd=home, env=env) as sshd:
         compute = PinnedFakeCompute(upstream_url_for=lambda instance_id: f"http://127.0.0.1:{engine_port}")
         compute.fingerprint = sshd.host_key_fingerprint
         template = WorkerTemplate(
             engine="fake", nats_url=nats_server.url, heartbeat_interval_s=0.5, agent_port=agent_port,
-            engine_port=engine_port, agent_install=f"preinstalled:{AGENT}", base_dir=base_dir,
-            ssh_port=sshd.port, ssh_username=getpass.getuser(), engine_key_secret=secret,
+            engine_port=engine_port, agent_install=f"preinstalled:{agent_runtime.agent}", base_dir=base_dir,
+            ssh_port=sshd.port, ssh_username=getpass.getuser(), engine_key_secret=secret, run_as=agent_runtime.run_as,
         )
         driver = SshInstallDriver(compute, SshInstaller(client_key, connect_timeout_s=20), template)
         config = HandlerConfig(provider_timeout_s=20.0, check_backoff=Backoff(base_s=0.1, cap_s=0.5),

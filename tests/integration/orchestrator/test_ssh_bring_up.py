@@ -60,6 +60,9 @@ async def ssh_stack(nats_client, nats_server, tmp_path):
             engine="fake", nats_url=nats_server.url, heartbeat_interval_s=0.5, agent_port=agent_port,
             engine_port=engine_port, agent_install=f"preinstalled:{AGENT}", base_dir=base_dir,
             ssh_port=sshd.port, ssh_username=getpass.getuser(),
+            # The switch to an unprivileged user is covered by tests/integration/install/test_install_run_as.py;
+            # here the agent is this repo's, whose interpreter may sit in a home only root can enter.
+            run_as=None,
         )
         driver = SshInstallDriver(compute, SshInstaller(client_key, connect_timeout_s=20), template)
         config = HandlerConfig(provider_timeout_s=20.0, check_backoff=Backoff(base_s=0.1, cap_s=0.5),
