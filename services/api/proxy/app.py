@@ -61,7 +61,7 @@ class Proxy:
         self.table = RoutingTable(stale_s=s.worker_stale_s)
         self.usage = UsagePublisher(nc, maxsize=s.usage_queue_size, ack_timeout_s=s.usage_publish_timeout_s)
         self.catalog: dict[str, CatalogModel] = {}
-        self.auth = Authenticator(key_cache, authenticate_session, s.session_cookie)
+        self.auth = Authenticator(key_cache, authenticate_session, s.session_cookie, s.allowed_origins)
         self.admission = Admission(rpm=s.key_rpm, concurrency=s.key_concurrency)
         # Shares the per-key limits with the other API processes (limit_sync.py); None = per process.
         self.limit_gossip = LimitGossip(self.admission, sync_s=s.limit_sync_s) if s.limit_sync_s > 0 else None

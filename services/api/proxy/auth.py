@@ -2,14 +2,17 @@
 
 Credentials: ``Authorization: Bearer <token>``, else ``X-API-Key: <key>``, else the session
 cookie (when configured). A token that looks like an API key (``sk-inv-...``) is only ever
-checked against the key cache; anything else goes to the API's session callback. The
-principal must carry the ``inference`` scope. Credentials are never forwarded upstream.
+checked against the key cache; anything else goes to the API's session callback. The cookie,
+which a browser attaches by itself, is only accepted from our own origin (the API's CSRF rule,
+``services/api/auth/origin.py``): otherwise a page on another origin could spend the user's
+money. The principal must carry the ``inference`` scope. Credentials are never forwarded upstream.
 """
 
 from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
+from ..auth.origin import same_origin
 from ..keys import looks_like_api_key
 from . import errors
 from .request import RequestHeaders
@@ -20,12 +23,14 @@ SessionAuthenticator = Callable[[str], Awaitable[Any]]
 
 
 class Authenticator:
-    __slots__ = ("keys", "session", "cookie_name")
+    __slots__ = ("keys", "session", "cookie_name", "allowed_origins")
 
-    def __init__(self, key_cache, session: SessionAuthenticator | None, cookie_name: str | None) -> None:
+    def __init__(self, key_cache, session: SessionAuthenticator | None, cookie_name: str | None,
+                 allowed_origins: tuple[str, ...] = ()) -> None:
         self.keys = key_cache
         self.session = session
         self.cookie_name = cookie_name
+        self.allowed_origins = allowed_origins
 
     async def __call__(self, hdrs: RequestHeaders):
         auth = hdrs.auth
@@ -43,6 +48,9 @@ class Authenticator:
         elif hdrs.cookie is not None and self.cookie_name and self.session is not None:
             value = cookie_value(hdrs.cookie, self.cookie_name)
             if value:
+                if not same_origin(_text(hdrs.origin), _text(hdrs.sec_fetch_site), _text(hdrs.host) or "",
+                                   self.allowed_origins):
+                    raise errors.cross_origin()
                 principal = await self.session(value)
         if principal is None:
             raise errors.invalid_api_key()
@@ -50,6 +58,10 @@ class Authenticator:
         if scopes is None or INFERENCE_SCOPE not in scopes:
             raise errors.missing_scope(INFERENCE_SCOPE)
         return principal
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 def cookie_value(header: bytes, name: str) -> str | None:

@@ -37,6 +37,11 @@ def invalid_api_key() -> ProxyError:
                       "invalid_request_error", "invalid_api_key")
 
 
+def cross_origin() -> ProxyError:
+    return ProxyError(403, "The session cookie is not accepted on a request from another origin; send an API key "
+                           "in the Authorization header.", "permission_error", "cross_origin_request")
+
+
 def missing_scope(scope: str) -> ProxyError:
     return ProxyError(403, f"This credential lacks the '{scope}' scope.", "permission_error", "insufficient_scope")
 

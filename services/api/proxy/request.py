@@ -34,10 +34,12 @@ _MALFORMED_AT = re.compile(r"\(byte (\d+)\)")
 class RequestHeaders:
     """The request headers the proxy reads; everything else is ignored (and never forwarded)."""
 
-    __slots__ = ("auth", "api_key", "cookie", "content_length", "session")
+    __slots__ = ("auth", "api_key", "cookie", "content_length", "session", "host", "origin", "sec_fetch_site")
 
     def __init__(self) -> None:
         self.auth = self.api_key = self.cookie = self.content_length = self.session = None
+        # Only read when the session cookie authenticates (the CSRF rule, auth/origin.py).
+        self.host = self.origin = self.sec_fetch_site = None
 
 
 def scan_headers(scope, session_header: bytes) -> RequestHeaders:
@@ -55,6 +57,12 @@ def scan_headers(scope, session_header: bytes) -> RequestHeaders:
             h.cookie = value
         elif name == session_header:
             h.session = value
+        elif name == b"host":
+            h.host = value
+        elif name == b"origin":
+            h.origin = value
+        elif name == b"sec-fetch-site":
+            h.sec_fetch_site = value
     return h
 
 

@@ -46,6 +46,9 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
     """Request header whose value pins a conversation to a worker (rendezvous hashing, load-capped)."""
     session_cookie: str | None = None
     """When set and no Authorization header is present, this cookie is passed to ``authenticate_session``."""
+    allowed_origins: tuple[str, ...] = ()
+    """``INVENTIV_API_ALLOWED_ORIGINS`` (the API's): origins besides our own whose pages may use the session
+    cookie (auth/origin.py); a cookie request from any other origin gets 403."""
     max_tokens_cap: int = 32_768
     """Largest ``max_tokens`` / ``max_completion_tokens`` accepted; above gets 400 (param named), no upstream call."""
     max_n: int = 16
@@ -89,6 +92,8 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
             usage_publish_timeout_s=num("INVENTIV_PROXY_USAGE_PUBLISH_TIMEOUT_S", 5.0, float),
             shared_orgs=shared,
             session_cookie=env.get("INVENTIV_PROXY_SESSION_COOKIE") or None,
+            allowed_origins=tuple(o.strip().rstrip("/") for o in env.get("INVENTIV_API_ALLOWED_ORIGINS", "").split(",")
+                                  if o.strip()),
             max_tokens_cap=num("INVENTIV_PROXY_MAX_TOKENS", 32_768, int),
             max_n=num("INVENTIV_PROXY_MAX_N", 16, int),
             key_rpm=num("INVENTIV_PROXY_KEY_RPM", 3_000, int),

@@ -153,15 +153,15 @@ def _setup_envelope(org: str) -> dict:
                 occurred_at=datetime.now(timezone.utc))
 
 
-@pytest_asyncio.fixture
-async def idp(nats_server, nats_client, database_url, tmp_path):
+@contextlib.asynccontextmanager
+async def idp_stack(nats_server, nats_client, database_url, tmp_path, *, mount_proxy: bool = False):
     pool = await create_pool(database_url, min_size=1, max_size=8)
     async with pool.acquire() as conn:
         await create_schema(conn, "rm")
     stop = asyncio.Event()
     projector = asyncio.create_task(run_projection(nats_client, pool, ReadModelProjection(), schema="rm", stop=stop))
     settings = RuntimeSettings(nats_url=nats_server.url, database_url=database_url, data_dir=tmp_path)
-    app = create_app(settings, ApiSettings(mount_proxy=False, sse_keepalive_s=0.5, max_body_bytes=64 * 1024))
+    app = create_app(settings, ApiSettings(mount_proxy=mount_proxy, sse_keepalive_s=0.5, max_body_bytes=64 * 1024))
     js = nats_client.jetstream()
     await ensure_admin(js, email=ADMIN_EMAIL, password=ADMIN_PASSWORD)
     # The key cache starts from the read model's checkpoint; start the API once the bootstrap is
@@ -190,3 +190,16 @@ async def idp(nats_server, nats_client, database_url, tmp_path):
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(projector, 10)
         await pool.close()
+
+
+@pytest_asyncio.fixture
+async def idp(nats_server, nats_client, database_url, tmp_path):
+    async with idp_stack(nats_server, nats_client, database_url, tmp_path) as env:
+        yield env
+
+
+@pytest_asyncio.fixture
+async def idp_with_proxy(nats_server, nats_client, database_url, tmp_path):
+    """The same API with the OpenAI proxy mounted under /v1, as ``inventiv api`` serves it."""
+    async with idp_stack(nats_server, nats_client, database_url, tmp_path, mount_proxy=True) as env:
+        yield env
