@@ -59,7 +59,8 @@ class Proxy:
         self._nc = nc
         self._pool = pool
         self.table = RoutingTable(stale_s=s.worker_stale_s)
-        self.usage = UsagePublisher(nc, maxsize=s.usage_queue_size, ack_timeout_s=s.usage_publish_timeout_s)
+        self.usage = UsagePublisher(nc, maxsize=s.usage_queue_size, ack_timeout_s=s.usage_publish_timeout_s,
+                                    linger_s=s.usage_linger_s)
         self.catalog: dict[str, CatalogModel] = {}
         self.auth = Authenticator(key_cache, authenticate_session, s.session_cookie, s.allowed_origins)
         self.admission = Admission(rpm=s.key_rpm, concurrency=s.key_concurrency)

@@ -70,3 +70,22 @@ async def test_full_queue_drops_and_counts_instead_of_blocking(nats_client):
     await pub.start()
     await pub.stop()
     assert len(await natsio.read_subject(nats_client.jetstream(), "USAGE", f"usage.{org}")) == 3
+
+
+@pytest.mark.parametrize("linger_s, rounds", [(0.5, "one"), (0.0, "several")])
+async def test_the_linger_gathers_a_trickle_of_records_into_one_batch(nats_client, linger_s, rounds):
+    """At low rates the linger decides how many batches (hence fsyncs) a trickle of requests costs."""
+    import asyncio
+
+    await allow_atomic(nats_client.jetstream())
+    pub = UsagePublisher(nats_client, linger_s=linger_s)
+    await pub.start()
+    for _ in range(5):
+        pub.submit(record(ids.new_id()))
+        await asyncio.sleep(0.05)  # requests arriving 50 ms apart (pacing the input, not waiting for a result)
+    await pub.stop()
+    assert pub.published == 5
+    if rounds == "one":
+        assert pub.batches == 1  # all five arrived within the first one's linger
+    else:
+        assert pub.batches >= 2  # each was on its way before the next arrived
