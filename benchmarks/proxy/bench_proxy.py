@@ -14,9 +14,10 @@ aiohttp load client (``loadgen.py``; ``--client native``: the C client of ``nati
 Variants (``--variants``):
 
 - ``direct``: the engine itself;
-- ``proxy``: what production runs: one process, Litestar mount, native upstream client,
+- ``proxy``: what production runs: one process, ``/v1`` answered before Litestar
+  (``Proxy.wrap_asgi``, as ``services.api.app.asgi_entry`` serves it), native upstream client,
   auth + limits + routing + usage publishing + metrics all on;
-- ``raw``: the same without Litestar (``Proxy.wrap_asgi``); ``aiohttp``: aiohttp as upstream client;
+- ``litestar``: the same through Litestar's mount; ``aiohttp``: aiohttp as upstream client;
 - ``proxy2``: TWO proxy processes bound to one port with ``SO_REUSEPORT`` (the kernel spreads
   connections over them by a hash of each connection);
 - ``proxy2-spread``: two processes on two ports, the load client spreading its connections
@@ -79,7 +80,7 @@ SCENARIOS = [
     ("stream c=1", "stream", 1),
     ("stream c=64", "stream", 64),
 ]
-VARIANTS = ("direct", "proxy", "raw", "aiohttp", "proxy2", "proxy2-spread")
+VARIANTS = ("direct", "proxy", "litestar", "aiohttp", "proxy2", "proxy2-spread")
 TWO = ("proxy2", "proxy2-spread")
 
 
@@ -109,7 +110,8 @@ def start_variant(name: str, nats_url: str, engine_url: str) -> tuple[list[str],
         procs = [stack.start_proxy(nats_url, p) for p in ports]
         return [f"http://127.0.0.1:{p}" for p in ports], procs
     port = free_port()
-    proc = stack.start_proxy(nats_url, port, raw=name == "raw", client="aiohttp" if name == "aiohttp" else "native")
+    proc = stack.start_proxy(nats_url, port, litestar_mount=name == "litestar",
+                             client="aiohttp" if name == "aiohttp" else "native")
     return [f"http://127.0.0.1:{port}"], [proc]
 
 

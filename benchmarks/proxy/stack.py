@@ -57,15 +57,15 @@ def start_engine(kind: str, port: int, native_engine: Path | None = None) -> sub
     return proc
 
 
-def start_proxy(nats_url: str, port: int, *, raw: bool = False, client: str = "native",
+def start_proxy(nats_url: str, port: int, *, litestar_mount: bool = False, client: str = "native",
                 reuse_port: bool = False) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTIV_") and k != "DATABASE_URL"}
     env.update(NATS_URL=nats_url, INVENTIV_LOG_LEVEL="warning", INVENTIV_PROXY_UPSTREAM_CLIENT=client,
                # Per-key limits stay ON (their cost is measured) but far above what one key sends here.
                INVENTIV_PROXY_KEY_RPM="1000000000", INVENTIV_PROXY_KEY_CONCURRENCY="1000000")
     cmd = [sys.executable, "-m", "services.api.proxy.standalone", "--host", "127.0.0.1", "--port", str(port)]
-    if raw:
-        cmd.append("--raw")
+    if litestar_mount:
+        cmd.append("--litestar-mount")
     if reuse_port:
         cmd.append("--reuse-port")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)

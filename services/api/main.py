@@ -10,7 +10,7 @@ from litestar import Litestar
 from services.runtime.logging import configure_logging
 from services.runtime.settings import runtime_settings_from_env
 
-from .app import create_app
+from .app import asgi_entry, create_app
 from .proxy.http_protocol import OpenAIErrorHttpToolsProtocol
 from .settings import ApiSettings
 
@@ -41,7 +41,7 @@ def main() -> None:
     api = ApiSettings.from_env()
     app = create_app(settings, api)
     config = uvicorn.Config(
-        app,
+        asgi_entry(app),
         host=api.host,
         port=api.port,
         loop="uvloop",

@@ -3,10 +3,11 @@
 For tests, benchmarks, and running the data plane as its own process::
 
     NATS_URL=nats://127.0.0.1:4222 [DATABASE_URL=postgresql://...] \
-        python -m services.api.proxy.standalone --host 127.0.0.1 --port 8010 [--raw]
+        python -m services.api.proxy.standalone --host 127.0.0.1 --port 8010 [--litestar-mount]
 
-``--raw`` dispatches ``/v1/*`` to the proxy before Litestar (``Proxy.wrap_asgi``), to measure
-what the Litestar mount costs. ``--reuse-port`` binds with ``SO_REUSEPORT``, so that several
+``/v1/*`` is dispatched to the proxy before Litestar (``Proxy.wrap_asgi``), as ``inventiv api``
+serves it (``services.api.app.asgi_entry``). ``--litestar-mount`` sends it through Litestar's
+mount instead, to measure what that costs. ``--reuse-port`` binds with ``SO_REUSEPORT``, so that several
 processes can serve one port, the kernel spreading connections over them (one per core).
 Requests under ``/v1`` that the HTTP parser refuses get OpenAI-shaped 400s (``http_protocol``).
 """
@@ -66,11 +67,11 @@ class ProxyStack:
 
 
 def create_app(*, nats_url: str | None = None, database_url: str | None = None,
-               settings: ProxySettings | None = None, authenticate_session=None, bypass_litestar: bool = False):
+               settings: ProxySettings | None = None, authenticate_session=None, bypass_litestar: bool = True):
     """A minimal Litestar app containing only the proxy (mounted at ``/v1``) and ``GET /healthz``.
 
-    ``bypass_litestar=True`` returns the same app wrapped by ``Proxy.wrap_asgi``: ``/v1/*`` is
-    dispatched to the proxy before Litestar (what ``--raw`` measures).
+    ``bypass_litestar=True`` (the default, as production serves it) returns the app wrapped by
+    ``Proxy.wrap_asgi``: ``/v1/*`` is dispatched to the proxy before Litestar. False: through the mount.
     """
     from litestar import Litestar, get
 
@@ -111,13 +112,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Inventiv OpenAI proxy, standalone")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8010)
-    parser.add_argument("--raw", action="store_true", help="answer /v1 before Litestar (Proxy.wrap_asgi)")
+    parser.add_argument("--litestar-mount", action="store_true",
+                        help="answer /v1 through Litestar's mount instead of before Litestar (to measure it)")
     parser.add_argument("--reuse-port", action="store_true",
                         help="bind with SO_REUSEPORT (several processes on one port)")
     parser.add_argument("--log-level", default=os.environ.get("INVENTIV_LOG_LEVEL", "warning"))
     args = parser.parse_args(argv)
     configure_logging("proxy", fmt=os.environ.get("INVENTIV_LOG_FORMAT", "console"), level=args.log_level)
-    app = create_app(bypass_litestar=args.raw)
+    app = create_app(bypass_litestar=not args.litestar_mount)
     config = uvicorn.Config(app, host=args.host, port=args.port, loop="uvloop", http=OpenAIErrorHttpToolsProtocol,
                             access_log=False, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=30,
                             proxy_headers=False)  # the proxy never looks at the client's address

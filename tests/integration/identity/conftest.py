@@ -21,7 +21,7 @@ from argon2 import PasswordHasher
 
 from contracts.events import InstanceRequested, MemberAdded, UserCreated
 from contracts.ids import derived_id, new_id
-from services.api.app import create_app
+from services.api.app import asgi_entry, create_app
 from services.api.bootstrap_admin import admin_user_id, default_org_id, ensure_admin
 from services.api.mail import MailMessage
 from services.api.mail.outbox import read_outbox
@@ -168,7 +168,7 @@ async def idp_stack(nats_server, nats_client, database_url, tmp_path, *, mount_p
     # projected (a follower started behind non-matching events waits out its catch-up timeout).
     await wait_for_seq(pool, (await js.stream_info("EVENTS")).state.last_seq, timeout_s=30)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None,
+    server = uvicorn.Server(uvicorn.Config(asgi_entry(app), host="127.0.0.1", port=port, lifespan="on", log_config=None,
                                            access_log=False, timeout_graceful_shutdown=2))
     serving = asyncio.create_task(server.serve())
     try:

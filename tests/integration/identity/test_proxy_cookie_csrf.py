@@ -50,3 +50,13 @@ async def test_an_api_key_works_from_any_origin(idp):
 
     resp = await wait_until(answered, timeout_s=10, message="the new key accepted by the proxy")
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "model_not_found", resp.text
+
+
+async def test_v1_is_answered_by_the_proxy_alone_and_the_rest_by_litestar(idp):
+    """``asgi_entry``: /v1 skips Litestar and the API's request middleware (one request id, the proxy's)."""
+    me = await idp.user("proxy-entry@example.com")
+    await idp.org(me, "proxy-entry")
+    v1 = await me.client.post("/v1/chat/completions", json=CHAT)
+    assert v1.status_code == 404 and len(v1.headers.get_list("x-request-id")) == 1
+    api = await me.client.get("/auth/me")
+    assert api.status_code == 200 and len(api.headers.get_list("x-request-id")) == 1

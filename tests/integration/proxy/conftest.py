@@ -44,7 +44,7 @@ class Harness:
 
     # --- the proxy ---------------------------------------------------------------------------
 
-    async def start_proxy(self, *, database_url: str | None = None, bypass_litestar: bool = False,
+    async def start_proxy(self, *, database_url: str | None = None, bypass_litestar: bool = True,
                           **settings) -> None:
         defaults = dict(worker_stale_s=30.0, penalty_s=5.0, connect_timeout_s=1.0, read_timeout_s=10.0)
         defaults.update(settings)
