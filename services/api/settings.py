@@ -8,6 +8,8 @@ import msgspec
 
 from services.runtime.settings import env_float, env_int
 
+from .auth.origin import allowed_origins_from_env
+
 
 def _env_bool(name: str) -> bool | None:
     raw = os.environ.get(name)
@@ -41,8 +43,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls) -> "ApiSettings":
-        origins = tuple(o.strip().rstrip("/") for o in os.environ.get("INVENTIV_API_ALLOWED_ORIGINS", "").split(",")
-                        if o.strip())
+        origins = allowed_origins_from_env(os.environ)
         return cls(
             host=os.environ.get("INVENTIV_API_HOST", "127.0.0.1"),
             port=env_int("INVENTIV_API_PORT", 8003),

@@ -26,7 +26,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from .settings import STACK_ENV_FILE
+from .settings import STACK_ENV_FILE, data_dir_from_env
 
 SECRET_ENV = "INVENTIV_ENGINE_KEY_SECRET"
 SECRET_FILE = "engine-key-secret"
@@ -137,7 +137,7 @@ def engine_key_secret_from_env(environ: Mapping[str, str] | None = None) -> Engi
 def _local_stack_secret_file(env: Mapping[str, str]) -> Path | None:
     if env.get("NATS_URL"):
         return None  # servers given explicitly: not attached to a local stack
-    data_dir = Path(env.get("INVENTIV_DATA_DIR") or "./.inventiv").resolve()
+    data_dir = data_dir_from_env(env)
     path = data_dir / SECRET_FILE
     if not (data_dir / STACK_ENV_FILE).exists() or not path.exists():
         return None

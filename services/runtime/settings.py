@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
@@ -20,8 +21,9 @@ class RuntimeSettings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
 
 
-def data_dir_from_env() -> Path:
-    return Path(os.environ.get("INVENTIV_DATA_DIR", "./.inventiv")).resolve()
+def data_dir_from_env(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("INVENTIV_DATA_DIR") or "./.inventiv").resolve()
 
 
 STACK_ENV_FILE = "stack.env"

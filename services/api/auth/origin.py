@@ -11,7 +11,7 @@ routes and by the OpenAI proxy, so both apply the same rule.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from urllib.parse import urlsplit
 
 
@@ -22,3 +22,8 @@ def same_origin(origin: str | None, sec_fetch_site: str | None, host: str, allow
     if origin in allowed_origins:
         return True
     return origin != "null" and urlsplit(origin).netloc.lower() == host.lower()
+
+
+def allowed_origins_from_env(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``INVENTIV_API_ALLOWED_ORIGINS``: comma-separated origins, trailing slashes dropped."""
+    return tuple(o.strip().rstrip("/") for o in env.get("INVENTIV_API_ALLOWED_ORIGINS", "").split(",") if o.strip())

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import msgspec
 
+from services.api.auth.origin import allowed_origins_from_env
 from services.runtime.engine_keys import EngineKeySecret, engine_key_secret_from_env
 
 
@@ -96,8 +97,7 @@ class ProxySettings(msgspec.Struct, frozen=True, kw_only=True):
             usage_linger_s=num("INVENTIV_PROXY_USAGE_LINGER_S", 0.05, float),
             shared_orgs=shared,
             session_cookie=env.get("INVENTIV_PROXY_SESSION_COOKIE") or None,
-            allowed_origins=tuple(o.strip().rstrip("/") for o in env.get("INVENTIV_API_ALLOWED_ORIGINS", "").split(",")
-                                  if o.strip()),
+            allowed_origins=allowed_origins_from_env(env),
             max_tokens_cap=num("INVENTIV_PROXY_MAX_TOKENS", 32_768, int),
             max_n=num("INVENTIV_PROXY_MAX_N", 16, int),
             key_rpm=num("INVENTIV_PROXY_KEY_RPM", 3_000, int),
